@@ -1,0 +1,38 @@
+# One entry point for every task. The virtualenv is created on first use, so a
+# fresh machine needs only Python 3.11+ and make.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install dev test lint migrate invoke
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(STAMP): requirements-dev.txt layers/core/requirements.txt functions/process/requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $@
+
+install: $(STAMP) ## Create .venv and install everything the service and tests need
+
+dev: $(STAMP) ## Run the whole service on this machine, no Docker (Ctrl-C stops it)
+	$(PY) -m devstack dev
+
+test: $(STAMP) ## Run the test suite with coverage
+	$(PY) -m pytest --cov --cov-report=term $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff (with the bandit security rules)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+migrate: $(STAMP) ## Apply database migrations to DATABASE_URL (or the embedded server)
+	$(PY) -m guideline_ingest.migrations
+
+invoke: $(STAMP) ## Invoke one function with an event: make invoke FN=submit EVENT=events/submit.json
+	$(PY) -m devstack invoke $(FN) $(EVENT)

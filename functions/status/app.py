@@ -1,0 +1,25 @@
+"""GET /jobs/{event_id}, GET /health and the API's documentation.
+
+The submission route is registered too, only so that the one OpenAPI document
+served here describes the whole API; API Gateway never sends POST /jobs here.
+"""
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from guideline_ingest.api import health
+from guideline_ingest.api.jobs import reading, submission
+from guideline_ingest.api.resolver import OPENAPI, create_resolver
+from guideline_ingest.observability import logger
+
+app = create_resolver(reading, health.router, submission)
+app.enable_swagger(path="/docs", **OPENAPI)
+
+
+@app.get("/openapi.json", include_in_schema=False)
+def get_openapi_document() -> dict:
+    return app.get_openapi_schema(**OPENAPI).model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+@logger.inject_lambda_context
+def handler(event: dict, context: LambdaContext) -> dict:
+    return app.resolve(event, context)

@@ -1,0 +1,1 @@
+"""Shared code of the guideline-ingest functions, shipped as the core Lambda layer."""

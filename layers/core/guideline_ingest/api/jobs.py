@@ -1,0 +1,72 @@
+"""Routes of the jobs resource."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Annotated
+from uuid import UUID
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.openapi.params import Body, Path
+
+from guideline_ingest.api.problems import problem_responses, sends_json, unsupported_media_type
+from guideline_ingest.api.resolver import caller
+from guideline_ingest.logic.reading import read_job
+from guideline_ingest.logic.submission import submit_job
+from guideline_ingest.models import Job, JobAccepted, SubmitJobRequest
+from guideline_ingest.observability import logger
+
+# How often a client should poll a job that is not finished, in seconds.
+POLL_INTERVAL_SECONDS = 2
+SECURED = [{"apiKey": []}]
+
+submission = Router()
+reading = Router()
+
+
+@submission.post(
+    "/jobs",
+    summary="Submit a guidelines document",
+    description="Stores the job and queues it; poll the Location for the result.",
+    tags=["jobs"],
+    security=SECURED,
+    responses={
+        202: {"description": "Accepted", "content": {"application/json": {"model": JobAccepted}}},
+        **problem_responses(
+            HTTPStatus.BAD_REQUEST,
+            HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+            HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+            HTTPStatus.UNPROCESSABLE_ENTITY,
+            HTTPStatus.SERVICE_UNAVAILABLE,
+        ),
+    },
+)
+def post_job(request: Annotated[SubmitJobRequest, Body()]) -> Response[JobAccepted]:
+    headers = submission.current_event.headers or {}
+    if not sends_json(headers):
+        return unsupported_media_type(headers.get("content-type"))
+    accepted = submit_job(owner=caller(submission), guidelines=request.guidelines)
+    return Response(
+        status_code=HTTPStatus.ACCEPTED,
+        content_type="application/json",
+        body=accepted,
+        headers={"Location": f"/jobs/{accepted.event_id}"},
+    )
+
+
+@reading.get(
+    "/jobs/<event_id>",
+    summary="Read a job's status and result",
+    tags=["jobs"],
+    security=SECURED,
+    responses={
+        200: {"description": "The job", "content": {"application/json": {"model": Job}}},
+        **problem_responses(HTTPStatus.NOT_FOUND, HTTPStatus.SERVICE_UNAVAILABLE),
+    },
+)
+def get_job(event_id: Annotated[UUID, Path()]) -> Response[Job]:
+    logger.set_correlation_id(str(event_id))
+    job = read_job(event_id, owner=caller(reading))
+    headers = {} if job.status.is_terminal else {"Retry-After": str(POLL_INTERVAL_SECONDS)}
+    return Response(status_code=HTTPStatus.OK, content_type="application/json", body=job, headers=headers)

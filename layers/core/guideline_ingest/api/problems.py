@@ -1,0 +1,123 @@
+"""RFC 9457 problem details for every error, and nothing else (no stack traces)."""
+
+from __future__ import annotations
+
+import json
+from http import HTTPStatus
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+    ValidationException,
+)
+from psycopg import OperationalError
+
+from guideline_ingest.logic.reading import JobNotFound
+from guideline_ingest.models import Problem
+from guideline_ingest.observability import logger
+from guideline_ingest.queue import QueueUnavailable
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+# How long a client should wait before retrying after a 503.
+RETRY_AFTER_UNAVAILABLE_SECONDS = 5
+
+
+def problem(status: HTTPStatus, slug: str, detail: str, headers: dict | None = None, **extensions) -> Response:
+    body = Problem(type=f"urn:guideline-ingest:problem:{slug}", title=status.phrase, status=status.value, detail=detail)
+    return Response(
+        status_code=status.value,
+        content_type=PROBLEM_CONTENT_TYPE,
+        body=json.dumps({**body.model_dump(), **extensions}),
+        headers=headers,
+    )
+
+
+def problem_responses(*statuses: HTTPStatus) -> dict:
+    """OpenAPI `responses` entries for the problems a route can answer."""
+    return {
+        status.value: {
+            "description": status.phrase,
+            "content": {PROBLEM_CONTENT_TYPE: {"model": Problem}},
+        }
+        for status in statuses
+    }
+
+
+def sends_json(headers: dict) -> bool:
+    content_type = (headers.get("content-type") or "application/json").split(";")[0].strip().lower()
+    return content_type == "application/json"
+
+
+def unsupported_media_type(content_type: str | None) -> Response:
+    return problem(
+        HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+        "unsupported-media-type",
+        f"Send the body as application/json, not {content_type}.",
+    )
+
+
+def register_problem_handlers(app: APIGatewayRestResolver) -> None:
+    @app.exception_handler([RequestValidationError, RequestUnsupportedContentType])
+    def invalid_request(error: ValidationException) -> Response:
+        return _problem_for_validation(app, error.errors())
+
+    @app.exception_handler(JobNotFound)
+    def job_not_found(_: JobNotFound) -> Response:
+        return problem(HTTPStatus.NOT_FOUND, "job-not-found", "No job with this event_id exists for your API key.")
+
+    @app.exception_handler([QueueUnavailable, OperationalError])
+    def dependency_down(error: Exception) -> Response:
+        logger.warning("dependency unavailable", extra={"error": type(error).__name__})
+        return problem(
+            HTTPStatus.SERVICE_UNAVAILABLE,
+            "service-unavailable",
+            "The service cannot accept or read jobs right now. Nothing was stored; retry later.",
+            headers={"Retry-After": str(RETRY_AFTER_UNAVAILABLE_SECONDS)},
+        )
+
+    @app.not_found
+    def route_not_found(_: Exception) -> Response:
+        return problem(HTTPStatus.NOT_FOUND, "route-not-found", "There is no such route; see /openapi.json.")
+
+    @app.exception_handler(Exception)
+    def unexpected(_: Exception) -> Response:
+        logger.exception("unexpected error")
+        return problem(HTTPStatus.INTERNAL_SERVER_ERROR, "internal-error", "Something went wrong on our side.")
+
+
+def _problem_for_validation(app: APIGatewayRestResolver, errors: list[dict]) -> Response:
+    headers = app.current_event.headers or {}
+    if not sends_json(headers):
+        return unsupported_media_type(headers.get("content-type"))
+    kinds = {error["type"] for error in errors}
+    locations = {tuple(error["loc"][:1]) for error in errors}
+    if "json_invalid" in kinds:
+        return problem(HTTPStatus.BAD_REQUEST, "invalid-json", "The request body is not valid JSON.")
+    if ("path",) in locations:
+        return problem(HTTPStatus.NOT_FOUND, "job-not-found", "No job with this event_id exists for your API key.")
+    if "string_too_long" in kinds:
+        limit = next(e["ctx"]["max_length"] for e in errors if e["type"] == "string_too_long")
+        return problem(
+            HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+            "guidelines-too-long",
+            f"guidelines may be at most {limit} characters long.",
+        )
+    return problem(
+        HTTPStatus.UNPROCESSABLE_ENTITY,
+        "invalid-body",
+        "; ".join(_describe(error) for error in errors),
+        errors=[{"pointer": _pointer(error["loc"]), "detail": _describe(error)} for error in errors],
+    )
+
+
+def _pointer(location: tuple) -> str:
+    """JSON pointer into the body, as RFC 9457 suggests for validation problems."""
+    return "/" + "/".join(str(part) for part in location[1:])
+
+
+def _describe(error: dict) -> str:
+    field = ".".join(str(part) for part in error["loc"][1:]) or "body"
+    if error["type"] == "string_pattern_mismatch":
+        return f"{field}: must not be blank"
+    return f"{field}: {error['msg']}"

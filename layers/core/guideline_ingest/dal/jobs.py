@@ -1,0 +1,143 @@
+"""The jobs table. Every state change is one guarded UPDATE, so a finished job
+never changes again and a stale worker cannot overwrite a newer attempt."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from uuid import UUID
+
+from psycopg.types.json import Jsonb
+
+from guideline_ingest.db import connection
+
+
+@dataclass(frozen=True)
+class Claim:
+    guidelines: str
+    attempt: int
+
+
+_JOB_COLUMNS = "event_id, status, created_at, updated_at, result, error"
+
+
+def insert_job(event_id: UUID, owner: str, guidelines: str) -> dict:
+    return (
+        connection()
+        .execute(
+            f"INSERT INTO jobs (event_id, owner, guidelines) VALUES (%s, %s, %s) RETURNING {_JOB_COLUMNS}",  # noqa: S608 - constant column list
+            (event_id, owner, guidelines),
+        )
+        .fetchone()
+    )
+
+
+def delete_unqueued_job(event_id: UUID) -> None:
+    """Undo an insert whose message could not be sent (nothing can have claimed it)."""
+    connection().execute("DELETE FROM jobs WHERE event_id = %s AND status = 'PENDING' AND attempts = 0", (event_id,))
+
+
+def find_job(event_id: UUID, owner: str) -> dict | None:
+    return (
+        connection()
+        .execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE event_id = %s AND owner = %s", (event_id, owner))  # noqa: S608 - constant column list
+        .fetchone()
+    )
+
+
+def job_status(event_id: UUID) -> str | None:
+    row = connection().execute("SELECT status FROM jobs WHERE event_id = %s", (event_id,)).fetchone()
+    return row["status"] if row else None
+
+
+def claim_job(event_id: UUID, lease_seconds: float) -> Claim | None:
+    """PENDING, or PROCESSING with an expired lease, -> PROCESSING for this attempt."""
+    row = (
+        connection()
+        .execute(
+            """
+            UPDATE jobs
+               SET status = 'PROCESSING', attempts = attempts + 1, updated_at = now(),
+                   lease_expires_at = now() + make_interval(secs => %s)
+             WHERE event_id = %s
+               AND (status = 'PENDING' OR (status = 'PROCESSING' AND lease_expires_at < now()))
+         RETURNING guidelines, attempts
+            """,
+            (lease_seconds, event_id),
+        )
+        .fetchone()
+    )
+    return Claim(guidelines=row["guidelines"], attempt=row["attempts"]) if row else None
+
+
+def complete_job(event_id: UUID, attempt: int, result: dict) -> bool:
+    return _finish(event_id, attempt, "COMPLETED", result=result)
+
+
+def fail_job(event_id: UUID, attempt: int, error: dict) -> bool:
+    return _finish(event_id, attempt, "FAILED", error=error)
+
+
+def _finish(event_id: UUID, attempt: int, status: str, result: dict | None = None, error: dict | None = None) -> bool:
+    cursor = connection().execute(
+        """
+        UPDATE jobs
+           SET status = %s, result = %s, error = %s, lease_expires_at = NULL, updated_at = now()
+         WHERE event_id = %s AND status = 'PROCESSING' AND attempts = %s
+        """,
+        (status, Jsonb(result) if result is not None else None, Jsonb(error) if error is not None else None, event_id, attempt),
+    )
+    return cursor.rowcount == 1
+
+
+def release_job(event_id: UUID, attempt: int) -> bool:
+    """Give a claimed job back (transient failure) so the next delivery need not wait for the lease."""
+    cursor = connection().execute(
+        """
+        UPDATE jobs SET status = 'PENDING', lease_expires_at = NULL, updated_at = now()
+         WHERE event_id = %s AND status = 'PROCESSING' AND attempts = %s
+        """,
+        (event_id, attempt),
+    )
+    return cursor.rowcount == 1
+
+
+def fail_abandoned_jobs(max_attempts: int) -> list[UUID]:
+    """Jobs whose workers died `max_attempts` times end FAILED instead of running for ever."""
+    rows = connection().execute(
+        """
+        UPDATE jobs
+           SET status = 'FAILED', lease_expires_at = NULL, updated_at = now(),
+               error = jsonb_build_object(
+                   'type', 'attempts_exhausted',
+                   'message', 'The job was started ' || attempts || ' times and never finished; it was given up.')
+         WHERE status = 'PROCESSING' AND lease_expires_at < now() AND attempts >= %s
+     RETURNING event_id
+        """,
+        (max_attempts,),
+    )
+    return [row["event_id"] for row in rows]
+
+
+def mark_forgotten_jobs_enqueued(grace_seconds: float, limit: int) -> list[UUID]:
+    """Jobs with no live message: PENDING, or PROCESSING with an expired lease, last sent
+    longer than `grace_seconds` ago. Their enqueue time is set now, before re-sending."""
+    rows = connection().execute(
+        """
+        UPDATE jobs SET enqueued_at = now()
+         WHERE event_id IN (
+               SELECT event_id FROM jobs
+                WHERE enqueued_at < now() - make_interval(secs => %s)
+                  AND (status = 'PENDING' OR (status = 'PROCESSING' AND lease_expires_at < now()))
+                ORDER BY enqueued_at
+                LIMIT %s
+                  FOR UPDATE SKIP LOCKED)
+     RETURNING event_id
+        """,
+        (grace_seconds, limit),
+    )
+    return [row["event_id"] for row in rows]
+
+
+def ping_database() -> None:
+    connection().execute("SELECT 1")
+

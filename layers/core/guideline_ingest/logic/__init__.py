@@ -1,0 +1,1 @@
+"""Domain rules: what a job is allowed to do, independent of HTTP and SQS."""

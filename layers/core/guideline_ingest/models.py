@@ -1,0 +1,101 @@
+"""The domain's data shapes: API input and output, the LLM's checklist, problems.
+
+The same models validate requests, shape responses, constrain the LLM's
+structured output and generate the OpenAPI document.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, StringConstraints
+
+from guideline_ingest.config import max_guidelines_chars
+
+
+class JobStatus(StrEnum):
+    PENDING = "PENDING"
+    PROCESSING = "PROCESSING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (JobStatus.COMPLETED, JobStatus.FAILED)
+
+
+Guidelines = Annotated[
+    StrictStr,
+    StringConstraints(min_length=1, max_length=max_guidelines_chars(), pattern=r"\S"),
+    Field(description="The guidelines document, as plain text. Must not be blank."),
+]
+
+
+class SubmitJobRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    guidelines: Guidelines
+
+
+class JobAccepted(BaseModel):
+    event_id: UUID
+    status: JobStatus
+    created_at: datetime
+
+
+class ChecklistItem(BaseModel):
+    """One actionable item; also the schema the LLM must answer with (structured outputs)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: int = Field(description="1-based position in the checklist")
+    title: str = Field(description="Short imperative action")
+    description: str = Field(description="What to do and why, in one or two sentences")
+    priority: Literal["high", "medium", "low"]
+    category: str = Field(description="One or two words, e.g. security, privacy, quality")
+    source_quote: str = Field(description="Verbatim excerpt of the guidelines that this item comes from")
+
+
+class Checklist(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[ChecklistItem]
+
+
+class JobResult(BaseModel):
+    summary: str
+    checklist: list[ChecklistItem]
+    ungrounded_items_dropped: int = Field(
+        default=0, description="Items the model produced whose source_quote is not in the guidelines"
+    )
+
+
+class JobError(BaseModel):
+    type: str = Field(description="Stable machine-readable reason, e.g. llm_refused")
+    message: str = Field(description="What happened, for a person")
+
+
+class Job(BaseModel):
+    event_id: UUID
+    status: JobStatus
+    created_at: datetime
+    updated_at: datetime
+    result: JobResult | None = None
+    error: JobError | None = None
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    database: Literal["ok"]
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str

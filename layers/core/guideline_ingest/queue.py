@@ -1,0 +1,49 @@
+"""The jobs queue. Messages carry only the event_id: the text stays in PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from uuid import UUID
+
+
+class QueueUnavailable(Exception):
+    """The message could not be sent; the caller decides whether the job survives."""
+
+
+@cache
+def _sqs():
+    # Imported on first use: the status function shares this package and must not load boto3.
+    import boto3
+    from botocore.config import Config
+
+    # Fail fast: a client waiting on a dead endpoint is worse than a clean 503.
+    return boto3.client(
+        "sqs", config=Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 2})
+    )
+
+
+def enqueue_job(queue_url: str, event_id: UUID) -> None:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        _sqs().send_message(QueueUrl=queue_url, MessageBody=json.dumps({"event_id": str(event_id)}))
+    except (BotoCoreError, ClientError) as error:
+        raise QueueUnavailable(str(error)) from error
+
+
+def enqueue_jobs(queue_url: str, event_ids: list[UUID]) -> None:
+    """Send in batches of ten, the most SQS takes in one call."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    for start in range(0, len(event_ids), 10):
+        entries = [
+            {"Id": str(index), "MessageBody": json.dumps({"event_id": str(event_id)})}
+            for index, event_id in enumerate(event_ids[start : start + 10])
+        ]
+        try:
+            response = _sqs().send_message_batch(QueueUrl=queue_url, Entries=entries)
+        except (BotoCoreError, ClientError) as error:
+            raise QueueUnavailable(str(error)) from error
+        if response.get("Failed"):
+            raise QueueUnavailable(f"{len(response['Failed'])} messages were not sent")
