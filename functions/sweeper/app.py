@@ -1,0 +1,23 @@
+"""Scheduled every minute: re-send forgotten jobs, fail abandoned ones."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from aws_lambda_powertools import Tracer
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from guideline_ingest.config import sweeper_settings
+from guideline_ingest.logic.sweeping import sweep
+from guideline_ingest.observability import logger, metrics
+
+tracer = Tracer()
+settings = sweeper_settings()
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict, context: LambdaContext) -> dict:
+    report = sweep(settings.jobs_queue_url, settings.pending_grace_seconds, settings.max_receive_count)
+    return asdict(report)

@@ -1,0 +1,90 @@
+"""Retrying transient LLM failures inside the invocation's time budget.
+
+The SDK's own retries do not know the Lambda deadline, so the client is built
+with max_retries=0 and this loop decides: back off exponentially with jitter,
+honour Retry-After, and give up early enough for SQS to redeliver the job
+rather than let Lambda kill the invocation mid-call.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from email.utils import parsedate_to_datetime
+from typing import TypeVar
+
+import openai
+
+T = TypeVar("T")
+
+# A call with less time than this left is not worth starting.
+MIN_CALL_SECONDS = 2.0
+BASE_DELAY_SECONDS = 0.5
+MAX_DELAY_SECONDS = 20.0
+
+
+class LLMUnavailable(Exception):
+    """Transient failures outlasted the time budget; the job should be tried again later."""
+
+
+def is_transient(error: Exception) -> bool:
+    if isinstance(error, openai.APIConnectionError):  # includes timeouts
+        return True
+    return isinstance(error, openai.APIStatusError) and (error.status_code in (408, 409, 429) or error.status_code >= 500)
+
+
+def retry_after_seconds(error: Exception) -> float | None:
+    response = getattr(error, "response", None)
+    if response is None:
+        return None
+    headers = response.headers
+    try:
+        if "retry-after-ms" in headers:
+            return float(headers["retry-after-ms"]) / 1000
+        if "retry-after" in headers:
+            value = headers["retry-after"]
+            if value.strip().isdigit():
+                return float(value)
+            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (ValueError, TypeError):
+        return None
+    return None
+
+
+def call_within_deadline(
+    call: Callable[[float], T],
+    deadline: float,
+    *,
+    max_call_seconds: float,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> T:
+    """Run `call(timeout)` until it succeeds, a permanent error escapes, or time runs out."""
+    attempt = 0
+    while True:
+        remaining = deadline - clock()
+        if remaining < MIN_CALL_SECONDS:
+            raise LLMUnavailable("no time left in this invocation for another LLM call")
+        try:
+            return call(min(max_call_seconds, remaining))
+        except openai.APIError as error:
+            if not is_transient(error):
+                raise
+            delay = retry_after_seconds(error)
+            if delay is None:
+                delay = min(MAX_DELAY_SECONDS, BASE_DELAY_SECONDS * 2**attempt) * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not crypto
+            if clock() + delay + MIN_CALL_SECONDS > deadline:
+                raise LLMUnavailable(describe_transient(error)) from error
+            attempt += 1
+            sleep(delay)
+
+
+def describe_transient(error: Exception) -> str:
+    if isinstance(error, openai.APITimeoutError):
+        return "the LLM did not answer in time"
+    if isinstance(error, openai.APIConnectionError):
+        return "the LLM endpoint could not be reached"
+    if isinstance(error, openai.RateLimitError):
+        return "the LLM rate limit was exceeded"
+    return f"the LLM answered HTTP {getattr(error, 'status_code', '?')}"

@@ -1,0 +1,200 @@
+"""Fixtures shared by the tests: real PostgreSQL, the SQS protocol (moto), the
+real openai client against the offline OpenAI-compatible server, and the
+handlers loaded the way Lambda loads them."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+import psycopg
+import pytest
+from moto.server import ThreadedMotoServer
+
+ROOT = Path(__file__).resolve().parent.parent
+EVENTS = ROOT / "events"
+sys.path.insert(0, str(ROOT / "layers" / "core"))
+
+from devstack.offline_llm import OfflineLLM  # noqa: E402
+from devstack.postgres import database_url_or_embedded  # noqa: E402
+from guideline_ingest.migrations import migrate  # noqa: E402
+
+API_KEY_ID = "dev0000001"  # the apiKeyId in events/*.json
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Queues:
+    client: object
+    jobs: str
+    dead_letters: str
+
+    def receive(self, url: str | None = None, wait: int = 0) -> list[dict]:
+        response = self.client.receive_message(
+            QueueUrl=url or self.jobs,
+            MaxNumberOfMessages=10,
+            WaitTimeSeconds=wait,
+            AttributeNames=["All"],
+        )
+        return response.get("Messages", [])
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("pgdata")
+    url, server = database_url_or_embedded(data_dir)
+    migrate(url)
+    yield url
+    if server:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint():
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=_free_port(), verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def offline_llm():
+    with OfflineLLM() as llm:
+        yield llm
+
+
+@pytest.fixture(scope="session")
+def environment(database_url, moto_endpoint, offline_llm):
+    """What the template gives the functions, pointed at the local services; set before any handler loads."""
+    os.environ.update(
+        {
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_ENDPOINT_URL": moto_endpoint,
+            "DATABASE_URL": database_url,
+            "OPENAI_API_KEY": "offline",
+            "OPENAI_BASE_URL": offline_llm.url,
+            "OPENAI_MODEL": "gpt-4o-mini",
+            "MAX_RECEIVE_COUNT": "5",
+            "PENDING_GRACE_SECONDS": "60",
+            "POWERTOOLS_SERVICE_NAME": "guideline-ingest",
+            "POWERTOOLS_METRICS_NAMESPACE": "GuidelineIngest",
+            "POWERTOOLS_TRACE_DISABLED": "true",
+        }
+    )
+    sqs = boto3.client("sqs")
+    os.environ["JOBS_QUEUE_URL"] = create_queues(sqs).jobs
+    return sqs
+
+
+def create_queues(sqs, visibility_timeout: int = 1, max_receive_count: int = 5) -> Queues:
+    name = uuid.uuid4().hex[:12]
+    dlq = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    jobs = sqs.create_queue(
+        QueueName=name,
+        Attributes={
+            "VisibilityTimeout": str(visibility_timeout),
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive_count)}),
+        },
+    )["QueueUrl"]
+    return Queues(client=sqs, jobs=jobs, dead_letters=dlq)
+
+
+@pytest.fixture
+def queues(environment, database, offline_llm, monkeypatch):
+    """Fresh queues for each test (SQS allows one purge a minute), and a well-behaved LLM."""
+    from guideline_ingest.config import submit_settings
+
+    fresh = create_queues(environment)
+    monkeypatch.setenv("JOBS_QUEUE_URL", fresh.jobs)
+    submit_settings.cache_clear()
+    offline_llm.set_faults(**{"429": 0, "500": 0, "timeout": 0, "latency_ms": 0, "fail_matching": None})
+    yield fresh
+    submit_settings.cache_clear()
+
+
+@pytest.fixture
+def database(database_url):
+    """A connection for assertions, on an empty jobs table."""
+    with psycopg.connect(database_url, autocommit=True, row_factory=psycopg.rows.dict_row) as conn:
+        conn.execute("TRUNCATE jobs")
+        yield conn
+
+
+def load_function(name: str):
+    """Import functions/<name>/app.py as Lambda does (its folder on sys.path), under a unique name."""
+    path = ROOT / "functions" / name / "app.py"
+    spec = importlib.util.spec_from_file_location(f"{name}_app", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def functions(environment):
+    return {name: load_function(name) for name in ("submit", "status", "process", "sweeper")}
+
+
+class LambdaContext:
+    def __init__(self, name: str, timeout_ms: int = 30_000):
+        self.function_name = name
+        self.function_version = "$LATEST"
+        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{name}"
+        self.memory_limit_in_mb = 512
+        self.aws_request_id = str(uuid.uuid4())
+        self.log_group_name = f"/aws/lambda/{name}"
+        self.log_stream_name = "2026/11/29/[$LATEST]test"
+        self._timeout_ms = timeout_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self._timeout_ms
+
+
+def event(name: str, **changes) -> dict:
+    """An event file from events/, with top-level fields replaced."""
+    data = json.loads((EVENTS / name).read_text())
+    data.update(changes)
+    return data
+
+
+@pytest.fixture
+def invoke(functions):
+    def call(function: str, event_data: dict, timeout_ms: int = 30_000) -> dict:
+        return functions[function].handler(event_data, LambdaContext(function, timeout_ms))
+
+    return call
+
+
+
+@dataclass
+class HttpResponse:
+    status: int
+    headers: dict[str, str]
+    body: object
+
+
+def http(result: dict) -> HttpResponse:
+    """A Lambda proxy result as the client sees it after API Gateway."""
+    headers = {k.lower(): v for k, v in (result.get("headers") or {}).items()}
+    headers.update({k.lower(): v[-1] for k, v in (result.get("multiValueHeaders") or {}).items()})
+    raw = result.get("body")
+    body = json.loads(raw) if raw and headers.get("content-type", "").endswith("json") else raw
+    return HttpResponse(status=int(result["statusCode"]), headers=headers, body=body)
