@@ -514,8 +514,8 @@ def _non_negative(key: str, value: object) -> float:
         number = float(value)
     except (TypeError, ValueError):
         raise ValueError(f"{key} must be a number, got {value!r}") from None
-    if number < 0 or math.isnan(number):
-        raise ValueError(f"{key} must not be negative, got {value!r}")
+    if number < 0 or not math.isfinite(number):
+        raise ValueError(f"{key} must be a finite number of at least 0, got {value!r}")
     return number
 
 

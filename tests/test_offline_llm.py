@@ -311,7 +311,17 @@ def test_settings_come_from_the_environment(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "spec", ["429", "429=x", "429=2", "latency_ms=-1", "teapot=1", {"timeout": "nan"}, {"retry_after": None}]
+    "spec",
+    [
+        "429",
+        "429=x",
+        "429=2",
+        "latency_ms=-1",
+        "teapot=1",
+        {"timeout": "nan"},
+        {"retry_after": None},
+        {"hang_seconds": "inf"},
+    ],
 )
 def test_bad_fault_settings_are_refused(spec):
     with pytest.raises(ValueError):
