@@ -126,7 +126,8 @@ def queues(environment, database, offline_llm, monkeypatch):
     fresh = create_queues(environment)
     monkeypatch.setenv("JOBS_QUEUE_URL", fresh.jobs)
     submit_settings.cache_clear()
-    offline_llm.set_faults(**{"429": 0, "500": 0, "timeout": 0, "latency_ms": 0, "fail_matching": None})
+    offline_llm.set_faults(reset=True)
+    offline_llm.reset_stats()
     yield fresh
     submit_settings.cache_clear()
 

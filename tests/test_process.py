@@ -1,0 +1,315 @@
+"""The process function: SQS events in, job rows out, the real openai client on the wire."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import httpx2
+import pytest
+from conftest import LambdaContext, event, http, load_function
+from openai import OpenAI
+
+from guideline_ingest.dal import jobs
+
+GUIDELINES = json.loads(event("submit.json")["body"])["guidelines"]
+
+
+def submitted(invoke, guidelines: str | None = None) -> str:
+    data = event("submit.json")
+    if guidelines is not None:
+        data["body"] = json.dumps({"guidelines": guidelines})
+    return http(invoke("submit", data)).body["event_id"]
+
+
+def sqs_event(*event_ids: str, receive_count: int = 1) -> dict:
+    template = event("process.json")["Records"][0]
+    records = []
+    for index, event_id in enumerate(event_ids):
+        record = json.loads(json.dumps(template))
+        record["messageId"] = f"message-{index}"
+        record["body"] = json.dumps({"event_id": event_id})
+        record["attributes"]["ApproximateReceiveCount"] = str(receive_count)
+        records.append(record)
+    return {"Records": records}
+
+
+def job(database, event_id: str) -> dict:
+    return database.execute("SELECT * FROM jobs WHERE event_id = %s", (event_id,)).fetchone()
+
+
+def failures(result: dict) -> list[str]:
+    return [item["itemIdentifier"] for item in result["batchItemFailures"]]
+
+
+@pytest.fixture
+def llm_edge(functions, offline_llm, monkeypatch):
+    """Replace what the LLM answers, at the HTTP edge: `script` is a list of callables
+    (request -> httpx2.Response | None); None passes the call to the offline server."""
+    script: list = []
+    upstream = httpx2.Client()
+
+    def handle(request: httpx2.Request) -> httpx2.Response:
+        answer = script.pop(0)(request) if script else None
+        if answer is not None:
+            return answer
+        forwarded = upstream.request(request.method, str(request.url), content=request.content, headers=request.headers)
+        return httpx2.Response(forwarded.status_code, headers=forwarded.headers, content=forwarded.content)
+
+    client = OpenAI(
+        api_key="offline", base_url=offline_llm.url, max_retries=0, http_client=httpx2.Client(transport=httpx2.MockTransport(handle))
+    )
+    monkeypatch.setattr(functions["process"], "llm", client)
+    return script
+
+
+def completion(content: str | None = None, refusal: str | None = None) -> httpx2.Response:
+    return httpx2.Response(
+        200,
+        json={
+            "id": "chatcmpl-test",
+            "object": "chat.completion",
+            "created": 1795939200,
+            "model": "gpt-4o-mini",
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": "stop",
+                    "message": {"role": "assistant", "content": content, "refusal": refusal},
+                }
+            ],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+        },
+    )
+
+
+def status(code: int, retry_after: str | None = None):
+    headers = {"retry-after": retry_after} if retry_after else {}
+    return lambda request: httpx2.Response(code, headers=headers, json={"error": {"message": "no", "type": "x", "code": None}})
+
+
+def test_a_job_runs_the_chain_and_completes(invoke, queues, database, offline_llm):
+    event_id = submitted(invoke)
+
+    result = invoke("process", sqs_event(event_id))
+
+    assert result == {"batchItemFailures": []}
+    row = job(database, event_id)
+    assert row["status"] == "COMPLETED" and row["attempts"] == 1 and row["error"] is None
+    assert row["result"]["summary"]
+    checklist = row["result"]["checklist"]
+    assert [item["id"] for item in checklist] == list(range(1, len(checklist) + 1))
+    assert len(checklist) >= 3
+    for item in checklist:
+        assert item["priority"] in ("high", "medium", "low")
+        assert item["source_quote"] in GUIDELINES
+    assert offline_llm.stats()["requests"] == 2
+
+    read = http(invoke("status", event("status.json", path=f"/jobs/{event_id}", pathParameters={"event_id": event_id})))
+    assert read.body["status"] == "COMPLETED" and read.body["result"] == row["result"]
+
+
+def test_a_duplicate_delivery_of_a_finished_job_runs_nothing(invoke, queues, database, offline_llm):
+    event_id = submitted(invoke)
+    invoke("process", sqs_event(event_id))
+    before = job(database, event_id)
+
+    result = invoke("process", sqs_event(event_id))
+
+    assert result == {"batchItemFailures": []}
+    assert job(database, event_id) == before
+    assert offline_llm.stats()["requests"] == 2
+
+
+def test_concurrent_deliveries_run_the_chain_once(invoke, queues, database, offline_llm, functions):
+    event_id = submitted(invoke)
+    offline_llm.set_faults(latency_ms=300)
+    results = []
+    # Two execution environments (module state of their own: batch processor, LLM client);
+    # in one test process they share the layer's connection, which psycopg serializes.
+    environments = [functions["process"], load_function("process")]
+
+    def deliver(module):
+        results.append(module.handler(sqs_event(event_id), _context()))
+
+    threads = [threading.Thread(target=deliver, args=(module,)) for module in environments]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert offline_llm.stats()["requests"] == 2
+    assert sorted(len(failures(r)) for r in results) == [0, 1]
+    assert job(database, event_id)["status"] == "COMPLETED"
+    assert job(database, event_id)["attempts"] == 1
+
+
+def test_one_bad_record_fails_alone(invoke, queues, database):
+    event_id = submitted(invoke)
+    batch = event("process-batch-one-bad.json")
+    batch["Records"][0]["body"] = json.dumps({"event_id": event_id})
+
+    result = invoke("process", batch)
+
+    assert failures(result) == [batch["Records"][1]["messageId"]]
+    assert job(database, event_id)["status"] == "COMPLETED"
+
+
+def test_a_message_for_a_job_that_does_not_exist_fails_its_record(invoke, queues):
+    result = invoke("process", event("process.json"))
+
+    assert failures(result) == [event("process.json")["Records"][0]["messageId"]]
+
+
+def test_a_rate_limit_is_retried_after_retry_after(invoke, queues, database, llm_edge):
+    event_id = submitted(invoke)
+    llm_edge.extend([status(429, retry_after="0"), status(503)])
+
+    result = invoke("process", sqs_event(event_id))
+
+    assert result == {"batchItemFailures": []}
+    assert job(database, event_id)["status"] == "COMPLETED"
+    assert llm_edge == []
+
+
+def test_transient_failures_past_the_time_budget_give_the_job_back(invoke, queues, database, offline_llm):
+    event_id = submitted(invoke)
+    offline_llm.set_faults(**{"429": 1.0, "retry_after": 1})
+
+    result = invoke("process", sqs_event(event_id), timeout_ms=9_000)
+
+    assert len(failures(result)) == 1
+    row = job(database, event_id)
+    assert row["status"] == "PENDING" and row["attempts"] == 1 and row["lease_expires_at"] is None
+
+
+def test_on_the_last_delivery_a_transient_failure_fails_the_job_with_the_reason(invoke, queues, database, offline_llm):
+    event_id = submitted(invoke)
+    offline_llm.set_faults(**{"429": 1.0, "retry_after": 1})
+
+    result = invoke("process", sqs_event(event_id, receive_count=5), timeout_ms=9_000)
+
+    assert result == {"batchItemFailures": []}
+    row = job(database, event_id)
+    assert row["status"] == "FAILED"
+    assert row["error"]["type"] == "llm_unavailable"
+    assert "rate limit" in row["error"]["message"]
+
+
+def test_a_rejected_request_fails_the_job(invoke, queues, database, llm_edge):
+    event_id = submitted(invoke)
+    llm_edge.append(status(400))
+
+    assert invoke("process", sqs_event(event_id)) == {"batchItemFailures": []}
+
+    row = job(database, event_id)
+    assert row["status"] == "FAILED" and row["error"]["type"] == "llm_rejected_request"
+    assert "HTTP 400" in row["error"]["message"]
+
+
+@pytest.mark.parametrize("step", [0, 1])
+def test_a_refusal_fails_the_job(invoke, queues, database, llm_edge, step):
+    event_id = submitted(invoke)
+    llm_edge.extend([lambda request: None] * step + [lambda request: completion(refusal="I cannot help with that.")])
+
+    invoke("process", sqs_event(event_id))
+
+    row = job(database, event_id)
+    assert row["status"] == "FAILED" and row["error"]["type"] == "llm_refused"
+    assert "I cannot help with that." in row["error"]["message"]
+
+
+def test_an_empty_summary_fails_the_job(invoke, queues, database, llm_edge):
+    event_id = submitted(invoke)
+    llm_edge.append(lambda request: completion(content="  "))
+
+    invoke("process", sqs_event(event_id))
+
+    assert job(database, event_id)["error"]["type"] == "invalid_llm_output"
+
+
+def test_an_invalid_checklist_is_retried_once_then_fails_the_job(invoke, queues, database, llm_edge):
+    event_id = submitted(invoke)
+    invalid = lambda request: completion(content='{"items": [{"id": "one"}]}')  # noqa: E731
+    llm_edge.extend([lambda request: None, invalid, invalid])
+
+    invoke("process", sqs_event(event_id))
+
+    row = job(database, event_id)
+    assert row["status"] == "FAILED" and row["error"]["type"] == "invalid_llm_output"
+    assert llm_edge == []
+
+
+def test_an_invalid_checklist_that_is_fixed_by_the_retry_completes(invoke, queues, database, llm_edge):
+    event_id = submitted(invoke)
+    llm_edge.extend([lambda request: None, lambda request: completion(content="not json")])
+
+    invoke("process", sqs_event(event_id))
+
+    assert job(database, event_id)["status"] == "COMPLETED"
+
+
+def test_ungrounded_items_are_retried_then_dropped_and_counted(invoke, queues, database, llm_edge):
+    event_id = submitted(invoke)
+    item = {"title": "t", "description": "d", "priority": "high", "category": "security"}
+    answer = json.dumps(
+        {
+            "items": [
+                {**item, "id": 1, "source_quote": "Passwords  must be rotated\nevery 90 days."},
+                {**item, "id": 2, "source_quote": "Invented by the model."},
+            ]
+        }
+    )
+    llm_edge.extend([lambda request: None, lambda request: completion(content=answer), lambda request: completion(content=answer)])
+
+    invoke("process", sqs_event(event_id))
+
+    result = job(database, event_id)["result"]
+    assert result["ungrounded_items_dropped"] == 1
+    assert [(i["id"], i["source_quote"]) for i in result["checklist"]] == [
+        (1, "Passwords  must be rotated\nevery 90 days.")
+    ]
+
+
+def test_a_job_held_by_a_live_lease_is_not_run_again(invoke, queues, database, offline_llm):
+    event_id = submitted(invoke)
+    database.execute(
+        "UPDATE jobs SET status = 'PROCESSING', attempts = 1, lease_expires_at = now() + interval '1 minute'"
+        " WHERE event_id = %s",
+        (event_id,),
+    )
+
+    result = invoke("process", sqs_event(event_id))
+
+    assert len(failures(result)) == 1
+    assert offline_llm.stats()["requests"] == 0
+
+
+def test_a_job_whose_worker_died_is_claimed_again_after_its_lease(invoke, queues, database):
+    event_id = submitted(invoke)
+    database.execute(
+        "UPDATE jobs SET status = 'PROCESSING', attempts = 1, lease_expires_at = now() - interval '1 second'"
+        " WHERE event_id = %s",
+        (event_id,),
+    )
+
+    assert invoke("process", sqs_event(event_id, receive_count=2)) == {"batchItemFailures": []}
+
+    row = job(database, event_id)
+    assert row["status"] == "COMPLETED" and row["attempts"] == 2
+
+
+def test_a_stale_attempt_cannot_overwrite_a_newer_one(invoke, queues, database):
+    event_id = submitted(invoke)
+    first = jobs.claim_job(event_id, lease_seconds=0)
+    second = jobs.claim_job(event_id, lease_seconds=60)
+
+    assert second.attempt == first.attempt + 1
+    assert jobs.complete_job(event_id, first.attempt, {"summary": "stale", "checklist": []}) is False
+    assert jobs.complete_job(event_id, second.attempt, {"summary": "fresh", "checklist": []}) is True
+    assert jobs.fail_job(event_id, second.attempt, {"type": "x", "message": "y"}) is False
+    assert job(database, event_id)["result"]["summary"] == "fresh"
+
+
+def _context():
+    return LambdaContext("process")
