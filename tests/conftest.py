@@ -136,7 +136,7 @@ def queues(environment, database, offline_llm, monkeypatch):
 def database(database_url):
     """A connection for assertions, on an empty jobs table."""
     with psycopg.connect(database_url, autocommit=True, row_factory=psycopg.rows.dict_row) as conn:
-        conn.execute("TRUNCATE jobs")
+        conn.execute("TRUNCATE jobs CASCADE")
         yield conn
 
 

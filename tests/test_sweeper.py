@@ -33,16 +33,16 @@ def test_a_pending_job_whose_message_was_lost_is_sent_again(invoke, sweeper, que
 
     report = invoke("sweeper", event("sweeper.json"))
 
-    assert report == {"requeued": 1, "failed": 0}
+    assert report == {"requeued": 1, "failed": 0, "expired_idempotency_keys": 0}
     [message] = queues.receive()
     assert json.loads(message["Body"]) == {"event_id": event_id}
-    assert invoke("sweeper", event("sweeper.json")) == {"requeued": 0, "failed": 0}
+    assert invoke("sweeper", event("sweeper.json")) == {"requeued": 0, "failed": 0, "expired_idempotency_keys": 0}
 
 
 def test_recent_jobs_are_left_alone(invoke, sweeper, queues):
     submitted(invoke, queues)
 
-    assert invoke("sweeper", event("sweeper.json")) == {"requeued": 0, "failed": 0}
+    assert invoke("sweeper", event("sweeper.json")) == {"requeued": 0, "failed": 0, "expired_idempotency_keys": 0}
 
 
 def test_a_job_whose_worker_died_is_sent_again(invoke, sweeper, queues, database):
@@ -54,7 +54,7 @@ def test_a_job_whose_worker_died_is_sent_again(invoke, sweeper, queues, database
     )
     age(database, event_id, 3600)
 
-    assert invoke("sweeper", event("sweeper.json")) == {"requeued": 1, "failed": 0}
+    assert invoke("sweeper", event("sweeper.json")) == {"requeued": 1, "failed": 0, "expired_idempotency_keys": 0}
 
 
 def test_a_job_that_was_abandoned_too_often_fails_with_the_reason(invoke, sweeper, queues, database):
@@ -65,7 +65,7 @@ def test_a_job_that_was_abandoned_too_often_fails_with_the_reason(invoke, sweepe
         (event_id,),
     )
 
-    assert invoke("sweeper", event("sweeper.json")) == {"requeued": 0, "failed": 1}
+    assert invoke("sweeper", event("sweeper.json")) == {"requeued": 0, "failed": 1, "expired_idempotency_keys": 0}
     row = database.execute("SELECT * FROM jobs WHERE event_id = %s", (event_id,)).fetchone()
     assert row["status"] == "FAILED"
     assert row["error"]["type"] == "attempts_exhausted"
@@ -81,7 +81,7 @@ def test_a_job_with_a_live_lease_is_not_touched(invoke, sweeper, queues, databas
     )
     age(database, event_id, 3600)
 
-    assert invoke("sweeper", event("sweeper.json")) == {"requeued": 0, "failed": 0}
+    assert invoke("sweeper", event("sweeper.json")) == {"requeued": 0, "failed": 0, "expired_idempotency_keys": 0}
 
 
 def test_many_forgotten_jobs_are_sent_in_batches(invoke, sweeper, queues, database):
@@ -89,4 +89,4 @@ def test_many_forgotten_jobs_are_sent_in_batches(invoke, sweeper, queues, databa
         submitted(invoke, queues)
     database.execute("UPDATE jobs SET enqueued_at = now() - interval '1 hour'")
 
-    assert invoke("sweeper", event("sweeper.json")) == {"requeued": 12, "failed": 0}
+    assert invoke("sweeper", event("sweeper.json")) == {"requeued": 12, "failed": 0, "expired_idempotency_keys": 0}

@@ -8,7 +8,7 @@ from uuid import UUID
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
-from aws_lambda_powertools.event_handler.openapi.params import Body, Path
+from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path
 
 from guideline_ingest.api.problems import problem_responses, sends_json, unsupported_media_type
 from guideline_ingest.api.resolver import caller
@@ -35,6 +35,7 @@ reading = Router()
         202: {"description": "Accepted", "content": {"application/json": {"model": JobAccepted}}},
         **problem_responses(
             HTTPStatus.BAD_REQUEST,
+            HTTPStatus.CONFLICT,
             HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
             HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
             HTTPStatus.UNPROCESSABLE_ENTITY,
@@ -42,16 +43,30 @@ reading = Router()
         ),
     },
 )
-def post_job(request: Annotated[SubmitJobRequest, Body()]) -> Response[JobAccepted]:
+def post_job(
+    request: Annotated[SubmitJobRequest, Body()],
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="idempotency-key",
+            min_length=1,
+            max_length=255,
+            description="Retry safely: the same key and body return the first job (24 h, per API key).",
+        ),
+    ] = None,
+) -> Response[JobAccepted]:
     headers = submission.current_event.headers or {}
     if not sends_json(headers):
         return unsupported_media_type(headers.get("content-type"))
-    accepted = submit_job(owner=caller(submission), guidelines=request.guidelines)
+    submitted = submit_job(owner=caller(submission), guidelines=request.guidelines, idempotency_key=idempotency_key)
+    response_headers = {"Location": f"/jobs/{submitted.job.event_id}"}
+    if submitted.replayed:
+        response_headers["Idempotent-Replayed"] = "true"
     return Response(
         status_code=HTTPStatus.ACCEPTED,
         content_type="application/json",
-        body=accepted,
-        headers={"Location": f"/jobs/{accepted.event_id}"},
+        body=submitted.job,
+        headers=response_headers,
     )
 
 

@@ -14,6 +14,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 from psycopg import OperationalError
 
 from guideline_ingest.logic.reading import JobNotFound
+from guideline_ingest.logic.submission import IdempotencyKeyReused, IdempotentRequestInFlight
 from guideline_ingest.models import Problem
 from guideline_ingest.observability import logger
 from guideline_ingest.queue import QueueUnavailable
@@ -66,6 +67,23 @@ def register_problem_handlers(app: APIGatewayRestResolver) -> None:
     def job_not_found(_: JobNotFound) -> Response:
         return problem(HTTPStatus.NOT_FOUND, "job-not-found", "No job with this event_id exists for your API key.")
 
+    @app.exception_handler(IdempotencyKeyReused)
+    def key_reused(_: IdempotencyKeyReused) -> Response:
+        return problem(
+            HTTPStatus.UNPROCESSABLE_ENTITY,
+            "idempotency-key-reused",
+            "This Idempotency-Key was already used with a different body; use a new key for a new request.",
+        )
+
+    @app.exception_handler(IdempotentRequestInFlight)
+    def request_in_flight(_: IdempotentRequestInFlight) -> Response:
+        return problem(
+            HTTPStatus.CONFLICT,
+            "request-in-flight",
+            "A request with this Idempotency-Key is still being processed; retry shortly.",
+            headers={"Retry-After": "1"},
+        )
+
     @app.exception_handler([QueueUnavailable, OperationalError])
     def dependency_down(error: Exception) -> Response:
         logger.warning("dependency unavailable", extra={"error": type(error).__name__})
@@ -91,13 +109,14 @@ def _problem_for_validation(app: APIGatewayRestResolver, errors: list[dict]) -> 
     if not sends_json(headers):
         return unsupported_media_type(headers.get("content-type"))
     kinds = {error["type"] for error in errors}
-    locations = {tuple(error["loc"][:1]) for error in errors}
+    locations = {error["loc"][0] for error in errors}
     if "json_invalid" in kinds:
         return problem(HTTPStatus.BAD_REQUEST, "invalid-json", "The request body is not valid JSON.")
-    if ("path",) in locations:
+    if "path" in locations:
         return problem(HTTPStatus.NOT_FOUND, "job-not-found", "No job with this event_id exists for your API key.")
-    if "string_too_long" in kinds:
-        limit = next(e["ctx"]["max_length"] for e in errors if e["type"] == "string_too_long")
+    too_long = [e for e in errors if e["type"] == "string_too_long" and tuple(e["loc"]) == ("body", "guidelines")]
+    if too_long:
+        limit = too_long[0]["ctx"]["max_length"]
         return problem(
             HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
             "guidelines-too-long",

@@ -18,6 +18,9 @@ class Claim:
 
 
 _JOB_COLUMNS = "event_id, status, created_at, updated_at, result, error"
+IDEMPOTENCY_RETENTION_HOURS = 24
+# A keyed request not finished after this long died; its job exists and the sweeper sends it.
+IN_FLIGHT_SECONDS = 30
 
 
 def insert_job(event_id: UUID, owner: str, guidelines: str) -> dict:
@@ -29,6 +32,73 @@ def insert_job(event_id: UUID, owner: str, guidelines: str) -> dict:
         )
         .fetchone()
     )
+
+
+def insert_job_once(event_id: UUID, owner: str, guidelines: str, key: str, request_hash: str) -> dict | None:
+    """Insert the job and its idempotency key in one statement; None when the key is live already.
+
+    A key older than the retention is taken over, as if it had been deleted.
+    """
+    return (
+        connection()
+        .execute(
+            f"""
+            WITH claimed AS (
+                INSERT INTO idempotency_keys AS k (owner, key, request_hash, event_id)
+                VALUES (%(owner)s, %(key)s, %(hash)s, %(event_id)s)
+                ON CONFLICT (owner, key) DO UPDATE
+                   SET request_hash = EXCLUDED.request_hash, event_id = EXCLUDED.event_id,
+                       created_at = now(), completed_at = NULL
+                 WHERE k.created_at < now() - make_interval(hours => %(retention_hours)s)
+                RETURNING 1
+            )
+            INSERT INTO jobs (event_id, owner, guidelines)
+            SELECT %(event_id)s, %(owner)s, %(guidelines)s WHERE EXISTS (SELECT 1 FROM claimed)
+            RETURNING {_JOB_COLUMNS}
+            """,  # noqa: S608 - constant column list
+            {
+                "owner": owner,
+                "key": key,
+                "hash": request_hash,
+                "event_id": event_id,
+                "guidelines": guidelines,
+                "retention_hours": IDEMPOTENCY_RETENTION_HOURS,
+            },
+        )
+        .fetchone()
+    )
+
+
+def find_idempotent_job(owner: str, key: str) -> dict | None:
+    """The job a live key stands for, with what is needed to decide replay, conflict or in-flight."""
+    return (
+        connection()
+        .execute(
+            f"""
+            SELECT k.request_hash, k.completed_at IS NOT NULL AS completed,
+                   k.created_at > now() - make_interval(secs => %s) AS recent,
+                   {", ".join("j." + column for column in _JOB_COLUMNS.split(", "))}
+              FROM idempotency_keys k JOIN jobs j USING (event_id)
+             WHERE k.owner = %s AND k.key = %s
+            """,  # noqa: S608 - constant column list
+            (IN_FLIGHT_SECONDS, owner, key),
+        )
+        .fetchone()
+    )
+
+
+def complete_idempotency_key(owner: str, key: str) -> None:
+    connection().execute(
+        "UPDATE idempotency_keys SET completed_at = now() WHERE owner = %s AND key = %s", (owner, key)
+    )
+
+
+def delete_expired_idempotency_keys() -> int:
+    cursor = connection().execute(
+        "DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(hours => %s)",
+        (IDEMPOTENCY_RETENTION_HOURS,),
+    )
+    return cursor.rowcount
 
 
 def delete_unqueued_job(event_id: UUID) -> None:
