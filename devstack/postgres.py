@@ -40,4 +40,3 @@ def database_url_or_embedded(data_dir: Path) -> tuple[str, LocalPostgres | None]
         return url, None
     server = LocalPostgres(data_dir)
     return server.start(), server
-

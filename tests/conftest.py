@@ -22,9 +22,10 @@ ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
 sys.path.insert(0, str(ROOT / "layers" / "core"))
 
+from guideline_ingest.migrations import migrate  # noqa: E402
+
 from devstack.offline_llm import OfflineLLM  # noqa: E402
 from devstack.postgres import database_url_or_embedded  # noqa: E402
-from guideline_ingest.migrations import migrate  # noqa: E402
 
 API_KEY_ID = "dev0000001"  # the apiKeyId in events/*.json
 
@@ -112,7 +113,9 @@ def create_queues(sqs, visibility_timeout: int = 1, max_receive_count: int = 5) 
         QueueName=name,
         Attributes={
             "VisibilityTimeout": str(visibility_timeout),
-            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive_count)}),
+            "RedrivePolicy": json.dumps(
+                {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive_count)}
+            ),
         },
     )["QueueUrl"]
     return Queues(client=sqs, jobs=jobs, dead_letters=dlq)
@@ -182,7 +185,6 @@ def invoke(functions):
         return functions[function].handler(event_data, LambdaContext(function, timeout_ms))
 
     return call
-
 
 
 @dataclass

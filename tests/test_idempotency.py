@@ -73,7 +73,9 @@ def test_a_key_expires_after_24_hours(invoke, queues, database):
 
 def test_expired_keys_are_swept(invoke, queues, database, functions, monkeypatch):
     sweeper = functions["sweeper"]
-    monkeypatch.setattr(sweeper, "settings", sweeper.settings.model_copy(update={"jobs_queue_url": queues.jobs}))
+    monkeypatch.setattr(
+        sweeper, "settings", sweeper.settings.model_copy(update={"jobs_queue_url": queues.jobs})
+    )
     http(invoke("submit", keyed("k-6")))
     database.execute("UPDATE idempotency_keys SET created_at = now() - interval '25 hours'")
 

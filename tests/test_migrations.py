@@ -4,7 +4,6 @@ import uuid
 
 import psycopg
 import pytest
-
 from guideline_ingest.migrations import migrate
 
 
@@ -13,7 +12,9 @@ def test_migrating_twice_changes_nothing(database_url):
 
 
 def test_versions_are_recorded(database):
-    versions = [row["version"] for row in database.execute("SELECT version FROM schema_migrations ORDER BY version")]
+    versions = [
+        row["version"] for row in database.execute("SELECT version FROM schema_migrations ORDER BY version")
+    ]
     assert versions[0] == "0001_jobs"
 
 
@@ -29,6 +30,7 @@ def test_versions_are_recorded(database):
 def test_the_schema_refuses_inconsistent_states(database, status, result, error):
     with pytest.raises(psycopg.errors.CheckViolation):
         database.execute(
-            "INSERT INTO jobs (event_id, owner, guidelines, status, result, error) VALUES (%s, 'o', 'g', %s, %s, %s)",
+            "INSERT INTO jobs (event_id, owner, guidelines, status, result, error)"
+            " VALUES (%s, 'o', 'g', %s, %s, %s)",
             (uuid.uuid4(), status, result, error),
         )

@@ -8,9 +8,8 @@ import threading
 import httpx2
 import pytest
 from conftest import LambdaContext, event, http, load_function
-from openai import OpenAI
-
 from guideline_ingest.dal import jobs
+from openai import OpenAI
 
 GUIDELINES = json.loads(event("submit.json")["body"])["guidelines"]
 
@@ -53,11 +52,16 @@ def llm_edge(functions, offline_llm, monkeypatch):
         answer = script.pop(0)(request) if script else None
         if answer is not None:
             return answer
-        forwarded = upstream.request(request.method, str(request.url), content=request.content, headers=request.headers)
+        forwarded = upstream.request(
+            request.method, str(request.url), content=request.content, headers=request.headers
+        )
         return httpx2.Response(forwarded.status_code, headers=forwarded.headers, content=forwarded.content)
 
     client = OpenAI(
-        api_key="offline", base_url=offline_llm.url, max_retries=0, http_client=httpx2.Client(transport=httpx2.MockTransport(handle))
+        api_key="offline",
+        base_url=offline_llm.url,
+        max_retries=0,
+        http_client=httpx2.Client(transport=httpx2.MockTransport(handle)),
     )
     monkeypatch.setattr(functions["process"], "llm", client)
     return script
@@ -85,7 +89,9 @@ def completion(content: str | None = None, refusal: str | None = None) -> httpx2
 
 def status(code: int, retry_after: str | None = None):
     headers = {"retry-after": retry_after} if retry_after else {}
-    return lambda request: httpx2.Response(code, headers=headers, json={"error": {"message": "no", "type": "x", "code": None}})
+    return lambda request: httpx2.Response(
+        code, headers=headers, json={"error": {"message": "no", "type": "x", "code": None}}
+    )
 
 
 def test_a_job_runs_the_chain_and_completes(invoke, queues, database, offline_llm):
@@ -105,7 +111,11 @@ def test_a_job_runs_the_chain_and_completes(invoke, queues, database, offline_ll
         assert item["source_quote"] in GUIDELINES
     assert offline_llm.stats()["requests"] == 2
 
-    read = http(invoke("status", event("status.json", path=f"/jobs/{event_id}", pathParameters={"event_id": event_id})))
+    read = http(
+        invoke(
+            "status", event("status.json", path=f"/jobs/{event_id}", pathParameters={"event_id": event_id})
+        )
+    )
     assert read.body["status"] == "COMPLETED" and read.body["result"] == row["result"]
 
 
@@ -183,7 +193,9 @@ def test_transient_failures_past_the_time_budget_give_the_job_back(invoke, queue
     assert row["status"] == "PENDING" and row["attempts"] == 1 and row["lease_expires_at"] is None
 
 
-def test_on_the_last_delivery_a_transient_failure_fails_the_job_with_the_reason(invoke, queues, database, offline_llm):
+def test_on_the_last_delivery_a_transient_failure_fails_the_job_with_the_reason(
+    invoke, queues, database, offline_llm
+):
     event_id = submitted(invoke)
     offline_llm.set_faults(**{"429": 1.0, "retry_after": 1})
 
@@ -210,7 +222,9 @@ def test_a_rejected_request_fails_the_job(invoke, queues, database, llm_edge):
 @pytest.mark.parametrize("step", [0, 1])
 def test_a_refusal_fails_the_job(invoke, queues, database, llm_edge, step):
     event_id = submitted(invoke)
-    llm_edge.extend([lambda request: None] * step + [lambda request: completion(refusal="I cannot help with that.")])
+    llm_edge.extend(
+        [lambda request: None] * step + [lambda request: completion(refusal="I cannot help with that.")]
+    )
 
     invoke("process", sqs_event(event_id))
 
@@ -260,7 +274,13 @@ def test_ungrounded_items_are_retried_then_dropped_and_counted(invoke, queues, d
             ]
         }
     )
-    llm_edge.extend([lambda request: None, lambda request: completion(content=answer), lambda request: completion(content=answer)])
+    llm_edge.extend(
+        [
+            lambda request: None,
+            lambda request: completion(content=answer),
+            lambda request: completion(content=answer),
+        ]
+    )
 
     invoke("process", sqs_event(event_id))
 

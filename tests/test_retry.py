@@ -3,14 +3,20 @@
 import httpx2
 import openai
 import pytest
-
-from guideline_ingest.logic.retry import LLMUnavailable, call_within_deadline, describe_transient, retry_after_seconds
+from guideline_ingest.logic.retry import (
+    LLMUnavailable,
+    call_within_deadline,
+    describe_transient,
+    retry_after_seconds,
+)
 
 
 def api_error(status: int, headers: dict | None = None) -> openai.APIStatusError:
     request = httpx2.Request("POST", "http://llm/v1/chat/completions")
     response = httpx2.Response(status, headers=headers or {}, request=request)
-    return openai.OpenAI(api_key="x", base_url="http://llm/v1")._make_status_error("failed", body=None, response=response)
+    return openai.OpenAI(api_key="x", base_url="http://llm/v1")._make_status_error(
+        "failed", body=None, response=response
+    )
 
 
 class FakeClock:
@@ -42,7 +48,7 @@ def run(outcomes, deadline=100.0, clock=None):
 
 
 def test_retry_after_is_honoured():
-    result, calls, clock = run([api_error(429, {"retry-after": "7"}), "ok"])
+    result, _, clock = run([api_error(429, {"retry-after": "7"}), "ok"])
 
     assert result == "ok" and clock.sleeps == [7.0]
 
@@ -71,7 +77,9 @@ def test_backoff_grows_exponentially_with_jitter():
 
 def test_connection_errors_and_timeouts_are_transient():
     request = httpx2.Request("POST", "http://llm")
-    result, _, _ = run([openai.APIConnectionError(request=request), openai.APITimeoutError(request=request), "ok"])
+    result, _, _ = run(
+        [openai.APIConnectionError(request=request), openai.APITimeoutError(request=request), "ok"]
+    )
 
     assert result == "ok"
 

@@ -4,7 +4,6 @@ import json
 
 import pytest
 from conftest import event, http
-
 from guideline_ingest import db
 
 
@@ -47,7 +46,8 @@ def test_a_completed_job_has_its_result_and_no_retry_after(invoke, queues, datab
         "ungrounded_items_dropped": 0,
     }
     database.execute(
-        "UPDATE jobs SET status = 'COMPLETED', result = %s WHERE event_id = %s", (json.dumps(result), event_id)
+        "UPDATE jobs SET status = 'COMPLETED', result = %s WHERE event_id = %s",
+        (json.dumps(result), event_id),
     )
 
     response = http(invoke("status", status_event(event_id)))
@@ -60,7 +60,9 @@ def test_a_completed_job_has_its_result_and_no_retry_after(invoke, queues, datab
 def test_a_failed_job_says_what_happened(invoke, queues, database):
     event_id = submitted(invoke)
     error = {"type": "llm_refused", "message": "The model declined."}
-    database.execute("UPDATE jobs SET status = 'FAILED', error = %s WHERE event_id = %s", (json.dumps(error), event_id))
+    database.execute(
+        "UPDATE jobs SET status = 'FAILED', error = %s WHERE event_id = %s", (json.dumps(error), event_id)
+    )
 
     response = http(invoke("status", status_event(event_id)))
 

@@ -40,7 +40,9 @@ def test_accepts_a_job_stores_it_and_queues_only_its_id(invoke, queues, database
         ("submit-not-json.json", 400, "invalid-json"),
     ],
 )
-def test_rejects_bad_bodies_with_problem_details_and_stores_nothing(invoke, queues, database, event_file, status, problem):
+def test_rejects_bad_bodies_with_problem_details_and_stores_nothing(
+    invoke, queues, database, event_file, status, problem
+):
     response = http(invoke("submit", event(event_file)))
 
     assert response.status == status
@@ -81,7 +83,9 @@ def test_blank_detail_says_what_is_wrong(invoke, queues):
     assert response.body["errors"] == [{"pointer": "/guidelines", "detail": "guidelines: must not be blank"}]
 
 
-@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"])
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"]
+)
 def test_non_json_content_types_are_415(invoke, queues, database, content_type):
     body = "guidelines=be+kind" if "form" in content_type else json.dumps({"guidelines": "Be kind."})
     response = http(invoke("submit", submit_event(body, content_type)))
@@ -96,7 +100,9 @@ def test_json_with_charset_is_accepted(invoke, queues):
     assert http(invoke("submit", submit_event(body, "application/json; charset=utf-8"))).status == 202
 
 
-def test_when_the_queue_is_down_the_request_fails_cleanly_and_leaves_no_job(invoke, queues, database, monkeypatch):
+def test_when_the_queue_is_down_the_request_fails_cleanly_and_leaves_no_job(
+    invoke, queues, database, monkeypatch
+):
     queues.client.delete_queue(QueueUrl=queues.jobs)
 
     response = http(invoke("submit", event("submit.json")))

@@ -10,12 +10,11 @@ from aws_lambda_powertools import Tracer
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from openai import OpenAI
-
 from guideline_ingest.config import process_settings
 from guideline_ingest.logic.chain import Chain
 from guideline_ingest.logic.processing import JobMessage, process_job
 from guideline_ingest.observability import logger, metrics
+from openai import OpenAI
 
 # Stop this long before Lambda's timeout: a job given back in time is retried
 # cleanly, one killed mid-call waits for its lease to expire.
@@ -45,7 +44,12 @@ llm = OpenAI(
 def run_job(record: SQSRecord, deadline: float) -> None:
     process_job(
         JobMessage.model_validate_json(record.body),
-        chain=Chain(llm=llm, model=settings.openai_model, max_call_seconds=settings.openai_timeout_seconds, deadline=deadline),
+        chain=Chain(
+            llm=llm,
+            model=settings.openai_model,
+            max_call_seconds=settings.openai_timeout_seconds,
+            deadline=deadline,
+        ),
         lease_seconds=deadline - time.monotonic() + SAFETY_MARGIN_SECONDS,
         receive_count=int(record.attributes.approximate_receive_count),
         max_attempts=settings.max_receive_count,

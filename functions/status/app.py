@@ -5,7 +5,6 @@ served here describes the whole API; API Gateway never sends POST /jobs here.
 """
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-
 from guideline_ingest.api import health
 from guideline_ingest.api.jobs import reading, submission
 from guideline_ingest.api.resolver import OPENAPI, create_resolver

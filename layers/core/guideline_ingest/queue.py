@@ -19,7 +19,8 @@ def _sqs():
 
     # Fail fast: a client waiting on a dead endpoint is worse than a clean 503.
     return boto3.client(
-        "sqs", config=Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 2})
+        "sqs",
+        config=Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 2}),
     )
 
 

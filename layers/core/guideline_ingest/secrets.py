@@ -15,6 +15,8 @@ import urllib.request
 def read_secret(secret_id: str) -> str:
     port = os.environ.get("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", "2773")
     url = f"http://localhost:{port}/secretsmanager/get?secretId={urllib.parse.quote(secret_id, safe='')}"
-    request = urllib.request.Request(url, headers={"X-Aws-Parameters-Secrets-Token": os.environ["AWS_SESSION_TOKEN"]})
+    request = urllib.request.Request(
+        url, headers={"X-Aws-Parameters-Secrets-Token": os.environ["AWS_SESSION_TOKEN"]}
+    )
     with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - fixed loopback URL
         return json.loads(response.read())["SecretString"]

@@ -58,7 +58,9 @@ def post_job(
     headers = submission.current_event.headers or {}
     if not sends_json(headers):
         return unsupported_media_type(headers.get("content-type"))
-    submitted = submit_job(owner=caller(submission), guidelines=request.guidelines, idempotency_key=idempotency_key)
+    submitted = submit_job(
+        owner=caller(submission), guidelines=request.guidelines, idempotency_key=idempotency_key
+    )
     response_headers = {"Location": f"/jobs/{submitted.job.event_id}"}
     if submitted.replayed:
         response_headers["Idempotent-Replayed"] = "true"

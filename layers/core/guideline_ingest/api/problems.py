@@ -24,8 +24,12 @@ PROBLEM_CONTENT_TYPE = "application/problem+json"
 RETRY_AFTER_UNAVAILABLE_SECONDS = 5
 
 
-def problem(status: HTTPStatus, slug: str, detail: str, headers: dict | None = None, **extensions) -> Response:
-    body = Problem(type=f"urn:guideline-ingest:problem:{slug}", title=status.phrase, status=status.value, detail=detail)
+def problem(
+    status: HTTPStatus, slug: str, detail: str, headers: dict | None = None, **extensions
+) -> Response:
+    body = Problem(
+        type=f"urn:guideline-ingest:problem:{slug}", title=status.phrase, status=status.value, detail=detail
+    )
     return Response(
         status_code=status.value,
         content_type=PROBLEM_CONTENT_TYPE,
@@ -65,7 +69,9 @@ def register_problem_handlers(app: APIGatewayRestResolver) -> None:
 
     @app.exception_handler(JobNotFound)
     def job_not_found(_: JobNotFound) -> Response:
-        return problem(HTTPStatus.NOT_FOUND, "job-not-found", "No job with this event_id exists for your API key.")
+        return problem(
+            HTTPStatus.NOT_FOUND, "job-not-found", "No job with this event_id exists for your API key."
+        )
 
     @app.exception_handler(IdempotencyKeyReused)
     def key_reused(_: IdempotencyKeyReused) -> Response:
@@ -101,7 +107,9 @@ def register_problem_handlers(app: APIGatewayRestResolver) -> None:
     @app.exception_handler(Exception)
     def unexpected(_: Exception) -> Response:
         logger.exception("unexpected error")
-        return problem(HTTPStatus.INTERNAL_SERVER_ERROR, "internal-error", "Something went wrong on our side.")
+        return problem(
+            HTTPStatus.INTERNAL_SERVER_ERROR, "internal-error", "Something went wrong on our side."
+        )
 
 
 def _problem_for_validation(app: APIGatewayRestResolver, errors: list[dict]) -> Response:
@@ -113,8 +121,12 @@ def _problem_for_validation(app: APIGatewayRestResolver, errors: list[dict]) -> 
     if "json_invalid" in kinds:
         return problem(HTTPStatus.BAD_REQUEST, "invalid-json", "The request body is not valid JSON.")
     if "path" in locations:
-        return problem(HTTPStatus.NOT_FOUND, "job-not-found", "No job with this event_id exists for your API key.")
-    too_long = [e for e in errors if e["type"] == "string_too_long" and tuple(e["loc"]) == ("body", "guidelines")]
+        return problem(
+            HTTPStatus.NOT_FOUND, "job-not-found", "No job with this event_id exists for your API key."
+        )
+    too_long = [
+        e for e in errors if e["type"] == "string_too_long" and tuple(e["loc"]) == ("body", "guidelines")
+    ]
     if too_long:
         limit = too_long[0]["ctx"]["max_length"]
         return problem(

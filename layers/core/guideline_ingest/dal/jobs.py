@@ -103,7 +103,9 @@ def delete_expired_idempotency_keys() -> int:
 
 def delete_unqueued_job(event_id: UUID) -> None:
     """Undo an insert whose message could not be sent (nothing can have claimed it)."""
-    connection().execute("DELETE FROM jobs WHERE event_id = %s AND status = 'PENDING' AND attempts = 0", (event_id,))
+    connection().execute(
+        "DELETE FROM jobs WHERE event_id = %s AND status = 'PENDING' AND attempts = 0", (event_id,)
+    )
 
 
 def find_job(event_id: UUID, owner: str) -> dict | None:
@@ -147,14 +149,22 @@ def fail_job(event_id: UUID, attempt: int, error: dict) -> bool:
     return _finish(event_id, attempt, "FAILED", error=error)
 
 
-def _finish(event_id: UUID, attempt: int, status: str, result: dict | None = None, error: dict | None = None) -> bool:
+def _finish(
+    event_id: UUID, attempt: int, status: str, result: dict | None = None, error: dict | None = None
+) -> bool:
     cursor = connection().execute(
         """
         UPDATE jobs
            SET status = %s, result = %s, error = %s, lease_expires_at = NULL, updated_at = now()
          WHERE event_id = %s AND status = 'PROCESSING' AND attempts = %s
         """,
-        (status, Jsonb(result) if result is not None else None, Jsonb(error) if error is not None else None, event_id, attempt),
+        (
+            status,
+            Jsonb(result) if result is not None else None,
+            Jsonb(error) if error is not None else None,
+            event_id,
+            attempt,
+        ),
     )
     return cursor.rowcount == 1
 
@@ -179,7 +189,8 @@ def fail_abandoned_jobs(max_attempts: int) -> list[UUID]:
            SET status = 'FAILED', lease_expires_at = NULL, updated_at = now(),
                error = jsonb_build_object(
                    'type', 'attempts_exhausted',
-                   'message', 'The job was started ' || attempts || ' times and never finished; it was given up.')
+                   'message', 'The job was started ' || attempts || ' times and never finished; '
+                              || 'it was given up.')
          WHERE status = 'PROCESSING' AND lease_expires_at < now() AND attempts >= %s
      RETURNING event_id
         """,
@@ -210,4 +221,3 @@ def mark_forgotten_jobs_enqueued(grace_seconds: float, limit: int) -> list[UUID]
 
 def ping_database() -> None:
     connection().execute("SELECT 1")
-

@@ -75,7 +75,9 @@ class Chain:
         )
         message = completion.choices[0].message
         if getattr(message, "refusal", None):
-            raise ChainFailed("llm_refused", f"The model declined to summarize the guidelines: {message.refusal}")
+            raise ChainFailed(
+                "llm_refused", f"The model declined to summarize the guidelines: {message.refusal}"
+            )
         summary = (message.content or "").strip()
         if not summary:
             raise ChainFailed("invalid_llm_output", "The model returned an empty summary.")
@@ -116,15 +118,22 @@ class Chain:
                         timeout=timeout,
                     ),
                 )
-            except (ValidationError, openai.LengthFinishReasonError, openai.ContentFilterFinishReasonError) as error:
+            except (
+                ValidationError,
+                openai.LengthFinishReasonError,
+                openai.ContentFilterFinishReasonError,
+            ) as error:
                 if attempt == 1:
                     raise ChainFailed(
-                        "invalid_llm_output", f"The model's checklist was still invalid after a retry: {error}"
+                        "invalid_llm_output",
+                        f"The model's checklist was still invalid after a retry: {error}",
                     ) from error
                 continue
             message = completion.choices[0].message
             if message.refusal:
-                raise ChainFailed("llm_refused", f"The model declined to write the checklist: {message.refusal}")
+                raise ChainFailed(
+                    "llm_refused", f"The model declined to write the checklist: {message.refusal}"
+                )
             if message.parsed is not None:
                 return message.parsed.items
         raise ChainFailed("invalid_llm_output", "The model returned no checklist after a retry.")
@@ -147,7 +156,7 @@ class Chain:
 
 
 def is_grounded(quote: str, searchable_guidelines: str) -> bool:
-    """The quote occurs in the guidelines (given whitespace-normalised), comparing with whitespace normalised only."""
+    """The quote occurs in the (whitespace-normalised) guidelines, up to whitespace."""
     normalized = normalize_whitespace(quote)
     return bool(normalized) and normalized in searchable_guidelines
 

@@ -31,7 +31,9 @@ class JobNotClaimable(Exception):
     """The job does not exist yet/any more, or another delivery is running it."""
 
 
-def process_job(message: JobMessage, *, chain: Chain, lease_seconds: float, receive_count: int, max_attempts: int) -> None:
+def process_job(
+    message: JobMessage, *, chain: Chain, lease_seconds: float, receive_count: int, max_attempts: int
+) -> None:
     event_id = message.event_id
     logger.set_correlation_id(str(event_id))
     claim = jobs.claim_job(event_id, lease_seconds)
@@ -46,7 +48,9 @@ def process_job(message: JobMessage, *, chain: Chain, lease_seconds: float, rece
         return
     except LLMUnavailable as unavailable:
         if receive_count >= max_attempts or claim.attempt >= max_attempts:
-            _fail(event_id, claim.attempt, "llm_unavailable", f"Gave up after repeated attempts: {unavailable}.")
+            _fail(
+                event_id, claim.attempt, "llm_unavailable", f"Gave up after repeated attempts: {unavailable}."
+            )
             return
         jobs.release_job(event_id, claim.attempt)
         metrics.add_metric(name="JobsRetried", unit="Count", value=1)
@@ -55,7 +59,9 @@ def process_job(message: JobMessage, *, chain: Chain, lease_seconds: float, rece
         metrics.add_metric(name="JobsCompleted", unit="Count", value=1)
         logger.info("job completed", extra={"checklist_items": len(result.checklist), **chain.usage})
     else:
-        logger.warning("job result discarded: another attempt took the job over after this one's lease expired")
+        logger.warning(
+            "job result discarded: another attempt took the job over after this one's lease expired"
+        )
 
 
 def _explain_unclaimable(event_id: UUID) -> None:
@@ -73,5 +79,3 @@ def _fail(event_id: UUID, attempt: int, kind: str, message: str) -> None:
     if jobs.fail_job(event_id, attempt, error.model_dump()):
         metrics.add_metric(name="JobsFailed", unit="Count", value=1)
         logger.warning("job failed", extra={"error_type": kind})
-
-

@@ -31,7 +31,9 @@ class LLMUnavailable(Exception):
 def is_transient(error: Exception) -> bool:
     if isinstance(error, openai.APIConnectionError):  # includes timeouts
         return True
-    return isinstance(error, openai.APIStatusError) and (error.status_code in (408, 409, 429) or error.status_code >= 500)
+    return isinstance(error, openai.APIStatusError) and (
+        error.status_code in (408, 409, 429) or error.status_code >= 500
+    )
 
 
 def retry_after_seconds(error: Exception) -> float | None:
