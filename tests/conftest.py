@@ -8,7 +8,9 @@ import importlib.util
 import json
 import logging
 import os
+import shutil
 import sys
+import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +23,14 @@ from moto.server import ThreadedMotoServer
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
 sys.path.insert(0, str(ROOT / "layers" / "core"))
+# Read when the shared logger and metrics are created, which can be at collection time.
+os.environ.update(
+    {
+        "POWERTOOLS_SERVICE_NAME": "guideline-ingest",
+        "POWERTOOLS_METRICS_NAMESPACE": "GuidelineIngest",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+    }
+)
 
 from guideline_ingest.migrations import migrate  # noqa: E402
 
@@ -55,13 +65,17 @@ class Queues:
 
 
 @pytest.fixture(scope="session")
-def database_url(tmp_path_factory):
-    data_dir = tmp_path_factory.mktemp("pgdata")
-    url, server = database_url_or_embedded(data_dir)
+def database_url():
+    # Not under pytest's private (0700) temp dir: as root, the embedded server runs as
+    # its own OS user, which must be able to reach its data directory.
+    parent = Path(tempfile.mkdtemp(prefix="guideline-ingest-pg-"))
+    parent.chmod(0o755)
+    url, server = database_url_or_embedded(parent / "data")
     migrate(url)
     yield url
     if server:
         server.stop()
+    shutil.rmtree(parent, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -95,9 +109,6 @@ def environment(database_url, moto_endpoint, offline_llm):
             "OPENAI_MODEL": "gpt-4o-mini",
             "MAX_RECEIVE_COUNT": "5",
             "PENDING_GRACE_SECONDS": "60",
-            "POWERTOOLS_SERVICE_NAME": "guideline-ingest",
-            "POWERTOOLS_METRICS_NAMESPACE": "GuidelineIngest",
-            "POWERTOOLS_TRACE_DISABLED": "true",
         }
     )
     sqs = boto3.client("sqs")
