@@ -15,7 +15,8 @@ from http import HTTPStatus
 from pathlib import Path
 
 import pytest
-import yaml
+
+from devstack.template import load_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE_PATH = ROOT / "infra" / "template.yaml"
@@ -54,31 +55,8 @@ HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "tra
 LLM_PACKAGES = {"openai"}
 
 
-class CloudFormationLoader(yaml.SafeLoader):
-    """Reads the short-form intrinsic functions (!Ref, !GetAtt, !Sub, !If ...) as their long form."""
-
-
-def _intrinsic(loader: CloudFormationLoader, tag_suffix: str, node: yaml.Node):
-    if isinstance(node, yaml.ScalarNode):
-        value = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)
-    if tag_suffix == "Ref":
-        return {"Ref": value}
-    if tag_suffix == "GetAtt" and isinstance(value, str):
-        value = value.split(".", 1)
-    if tag_suffix == "Condition":
-        return {"Condition": value}
-    return {f"Fn::{tag_suffix}": value}
-
-
-CloudFormationLoader.add_multi_constructor("!", _intrinsic)
-
-
 def load_template() -> dict:
-    return yaml.load(TEMPLATE_PATH.read_text(encoding="utf-8"), Loader=CloudFormationLoader)  # noqa: S506 - SafeLoader subclass
+    return load_yaml(TEMPLATE_PATH)
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +124,7 @@ def import_env(template: dict, function: str) -> dict:
 
 def run_in_function(template: dict, function: str, code: str) -> subprocess.CompletedProcess:
     """Run `code` in a fresh interpreter laid out like the function's execution environment."""
-    return subprocess.run(  # noqa: S603 - our own interpreter and code
+    return subprocess.run(
         [sys.executable, "-c", code],
         cwd=code_dir(functions(template)[function]),
         env=import_env(template, function),
