@@ -17,7 +17,7 @@ from devstack.stack import OFFLINE_API_KEY, PROJECT_ROOT, Stack, _process_exists
 
 log = logging.getLogger("devstack")
 
-STATE_FILE = PROJECT_ROOT / ".local" / "devstack.json"
+DEFAULT_DATA_DIR = PROJECT_ROOT / ".local"
 
 
 def _pairs(values: list[str], what: str) -> dict[str, str]:
@@ -30,10 +30,14 @@ def _pairs(values: list[str], what: str) -> dict[str, str]:
     return pairs
 
 
-def running_stack() -> dict | None:
-    """The endpoints of a `make dev` running on this checkout, if one is."""
+def state_file(data_dir: Path) -> Path:
+    return data_dir / "devstack.json"
+
+
+def running_stack(data_dir: Path) -> dict | None:
+    """The endpoints of a `make dev` running with this data directory, if one is."""
     try:
-        state = json.loads(STATE_FILE.read_text())
+        state = json.loads(state_file(data_dir).read_text())
     except (OSError, ValueError):
         return None
     return state if _process_exists(state.get("pid", -1)) else None
@@ -42,7 +46,7 @@ def running_stack() -> dict | None:
 def cmd_dev(args: argparse.Namespace) -> int:
     settings = load_settings(PROJECT_ROOT)
     logs.configure(settings.get("LOG_LEVEL", "INFO"))
-    if (other := running_stack()) is not None:
+    if (other := running_stack(args.data_dir)) is not None:
         log.error("a stack already runs for this checkout (pid %s, %s)", other["pid"], other["api"])
         return 1
     stop = threading.Event()
@@ -55,7 +59,9 @@ def cmd_dev(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     stack = Stack(
-        parameter_overrides=_pairs(args.parameter_overrides, "--parameter-overrides"), state_file=STATE_FILE
+        parameter_overrides=_pairs(args.parameter_overrides, "--parameter-overrides"),
+        data_dir=args.data_dir,
+        state_file=state_file(args.data_dir),
     )
     try:
         stack.start()
@@ -75,12 +81,13 @@ def cmd_invoke(args: argparse.Namespace) -> int:
     event_text = sys.stdin.read() if args.event == "-" else Path(args.event).read_text(encoding="utf-8")
     event = json.loads(event_text)
     settings_env: dict[str, str] = {}
-    sqs_endpoint = None
-    if (state := running_stack()) is not None:
+    queue_urls = None
+    if (state := running_stack(args.data_dir)) is not None:
         # Share the running stack's database, queues and LLM, as `sam local invoke` shares a network.
         log.info("using the running stack (pid %s)", state["pid"])
         settings_env["DATABASE_URL"] = state["database_url"]
         sqs_endpoint = state["sqs_endpoint"]
+        queue_urls = state["queue_urls"]
         if state.get("llm"):
             settings_env["OPENAI_BASE_URL"] = state["llm"]
             settings_env.setdefault("OPENAI_API_KEY", OFFLINE_API_KEY)
@@ -94,7 +101,9 @@ def cmd_invoke(args: argparse.Namespace) -> int:
         env=settings_env,
         parameter_overrides=_pairs(args.parameter_overrides, "--parameter-overrides"),
         sqs_endpoint=sqs_endpoint,
+        queue_urls=queue_urls,
         function_env=_pairs(args.env, "--env"),
+        data_dir=args.data_dir,
     )
     with stack:
         invocation = stack.invoke(args.function, event)
@@ -112,7 +121,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     server = None
     url = settings.get("DATABASE_URL")
     if not url:
-        pgdata = PROJECT_ROOT / ".local" / "pgdata"
+        pgdata = args.data_dir / "pgdata"
         pgdata.parent.mkdir(parents=True, exist_ok=True)
         forget_dead_handles(pgdata)
         server = LocalPostgres(pgdata)
@@ -131,7 +140,7 @@ def cmd_redrive(args: argparse.Namespace) -> int:
     from devstack.template import load_template
 
     logs.configure("INFO")
-    state = running_stack()
+    state = running_stack(args.data_dir)
     if state is None:
         log.error("no running stack for this checkout: start `make dev` first")
         return 2
@@ -154,8 +163,19 @@ def main(argv: list[str] | None = None) -> int:
         command.add_argument(
             "--parameter-overrides", nargs="+", default=[], metavar="NAME=VALUE", help="template parameters"
         )
-    commands.add_parser("migrate", help="apply database migrations (DATABASE_URL or the embedded server)")
-    commands.add_parser("redrive", help="move dead-letter messages back to their queue (running stack)")
+    migrate = commands.add_parser(
+        "migrate", help="apply database migrations (DATABASE_URL or the embedded server)"
+    )
+    redrive = commands.add_parser(
+        "redrive", help="move dead-letter messages back to their queue (running stack)"
+    )
+    for command in (dev, invoke, migrate, redrive):
+        command.add_argument(
+            "--data-dir",
+            type=Path,
+            default=DEFAULT_DATA_DIR,
+            help="embedded PostgreSQL data and state (.local)",
+        )
 
     args = parser.parse_args(argv)
     handlers = {"dev": cmd_dev, "invoke": cmd_invoke, "migrate": cmd_migrate, "redrive": cmd_redrive}

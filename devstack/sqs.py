@@ -1,7 +1,8 @@
 """A real SQS-protocol endpoint (moto's server) with the template's queues.
 
 moto keeps its state in this process, so stopping and starting the endpoint (a simulated outage)
-keeps the queues and their messages, as an SQS outage would.
+keeps the queues and their messages, as an SQS outage would. Several stacks in one process (tests)
+share that state; their queues do not collide because each stack names them with its own suffix.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import socket
-import urllib.request
 
 import boto3
 from botocore.config import Config
@@ -45,8 +45,8 @@ def sqs_client(endpoint: str, **config):
 
 
 class LocalSQS:
-    """moto's server on host:port, or, given `endpoint`, an SQS endpoint that already runs (the
-    queues are created there if missing)."""
+    """moto's server on host:port, or, given `endpoint`, an SQS endpoint that already runs: its
+    `queue_urls` when given (a running stack's), else the queues are created there."""
 
     def __init__(
         self,
@@ -54,21 +54,23 @@ class LocalSQS:
         host: str = "127.0.0.1",
         port: int = 0,
         endpoint: str | None = None,
+        queue_urls: dict[str, str] | None = None,
     ):
         self.queues = queues
         self.host = host
         self.port = port or free_port(host)
         self.external_endpoint = endpoint
-        self.queue_urls: dict[str, str] = {}
+        self.queue_urls: dict[str, str] = dict(queue_urls or {})
         self._server = None
 
     @property
     def endpoint(self) -> str:
         return self.external_endpoint or f"http://{self.host}:{self.port}"
 
-    def start(self, reset: bool = True) -> None:
+    def start(self) -> None:
         if self.external_endpoint:
-            self.create_queues()
+            if not self.queue_urls:
+                self.create_queues()
             return
         from moto.server import ThreadedMotoServer  # slow import, only when a stack starts
 
@@ -76,10 +78,6 @@ class LocalSQS:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         self._server = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
         self._server.start()
-        if reset:
-            # State lives in this process: a previous stack's queues must not leak into this one.
-            reset_url = f"{self.endpoint}/moto-api/reset"  # our own loopback endpoint
-            urllib.request.urlopen(urllib.request.Request(reset_url, method="POST"), timeout=5).close()  # noqa: S310
         self.create_queues()
 
     def create_queues(self) -> None:

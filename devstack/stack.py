@@ -15,6 +15,7 @@ import logging
 import os
 import threading
 import time
+import uuid
 import warnings
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,7 @@ class Stack:
         api: bool = True,
         event_sources: bool = True,
         sqs_endpoint: str | None = None,
+        queue_urls: dict[str, str] | None = None,
         function_env: dict[str, str] | None = None,
     ):
         self.root = Path(root)
@@ -106,6 +108,8 @@ class Stack:
         self.serve_api = api
         self.event_sources_enabled = event_sources
         self.external_sqs = sqs_endpoint
+        self.external_queue_urls = queue_urls
+        self.name_suffix = uuid.uuid4().hex[:12].upper()
         self.function_env = dict(function_env or {})
 
         self.template: Template | None = None
@@ -161,7 +165,7 @@ class Stack:
         return self
 
     def _start(self) -> None:
-        bare = load_template(self.template_path, self.parameter_overrides)
+        bare = load_template(self.template_path, self.parameter_overrides, name_suffix=self.name_suffix)
         database = threading.Thread(target=self._start_database, name="postgres-start")
         failure: list[BaseException] = []
         database.run = _capturing(database.run, failure)
@@ -171,13 +175,16 @@ class Stack:
             host=self.host,
             port=self.sqs_port or free_port(self.host),
             endpoint=self.external_sqs,
+            queue_urls=self.external_queue_urls,
         )
         self._sqs.start()
         database.join()
         if failure:
             raise failure[0]
 
-        self.template = load_template(self.template_path, self.parameter_overrides, self._sqs.queue_urls)
+        self.template = load_template(
+            self.template_path, self.parameter_overrides, self._sqs.queue_urls, name_suffix=self.name_suffix
+        )
         self.llm = self._choose_llm()
         for spec in self.template.functions.values():
             self.pools[spec.logical_id] = FunctionPool(
@@ -388,7 +395,7 @@ class Stack:
         log.warning("SQS endpoint stopped")
 
     def start_sqs(self) -> None:
-        self._sqs.start(reset=False)
+        self._sqs.start()
         log.warning("SQS endpoint started")
 
 

@@ -367,8 +367,12 @@ def load_template(
     parameter_overrides: dict[str, str] | None = None,
     queue_urls: dict[str, str] | None = None,
     region: str = REGION,
+    name_suffix: str | None = None,
 ) -> Template:
-    """Parse and resolve `path`. `queue_urls` (logical id -> URL) feeds `!Ref Queue` once queues exist."""
+    """Parse and resolve `path`. `queue_urls` (logical id -> URL) feeds `!Ref Queue` once queues exist.
+
+    Queues without a QueueName are named `<stack>-<LogicalId>-<name_suffix>` when a suffix is given, as
+    CloudFormation names them, so several stacks can share one SQS endpoint; else by logical id."""
     path = Path(path).resolve()
     doc = load_yaml(path)
     parameters = _parameters(doc, dict(parameter_overrides or {}))
@@ -382,7 +386,9 @@ def load_template(
         if kind == "AWS::SQS::Queue":
             refs[logical_id] = (queue_urls or {}).get(logical_id, UNRESOLVED)
             name = props.get("QueueName")
-            refs[f"{logical_id}.QueueName"] = name if isinstance(name, str) else logical_id
+            if not isinstance(name, str):
+                name = f"{STACK_NAME}-{logical_id}-{name_suffix}" if name_suffix else logical_id
+            refs[f"{logical_id}.QueueName"] = name
         elif kind == "AWS::Serverless::Function":
             refs[logical_id] = logical_id
         elif kind == "AWS::Serverless::Api":
