@@ -12,7 +12,7 @@ from guideline_ingest import config, db
 from guideline_ingest.secrets import read_secret
 
 
-def test_a_missing_variable_fails_the_cold_start_with_its_name(monkeypatch):
+def test_a_missing_variable_fails_the_cold_start_with_its_name(environment, monkeypatch):
     monkeypatch.delenv("JOBS_QUEUE_URL")
     config.submit_settings.cache_clear()
     try:
@@ -62,7 +62,7 @@ def secrets_extension(monkeypatch):
     server.shutdown()
 
 
-def test_the_database_url_comes_from_a_secret_when_not_given(monkeypatch, secrets_extension):
+def test_the_database_url_comes_from_a_secret_when_not_given(environment, monkeypatch, secrets_extension):
     monkeypatch.delenv("DATABASE_URL")
     monkeypatch.setenv("DATABASE_SECRET_ARN", "arn:aws:secretsmanager:us-east-1:123456789012:secret:db/x")
     db.database_url.cache_clear()
@@ -87,7 +87,7 @@ def test_read_secret_returns_the_secret_string(secrets_extension):
     assert json.loads(read_secret("x"))["username"] == "app"
 
 
-def test_without_any_database_setting_the_error_says_what_to_set(monkeypatch):
+def test_without_any_database_setting_the_error_says_what_to_set(environment, monkeypatch):
     monkeypatch.delenv("DATABASE_URL")
     db.database_url.cache_clear()
     try:
