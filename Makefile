@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install dev test lint migrate invoke
+.PHONY: help install dev test lint migrate invoke redrive verify-infra
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -32,7 +32,13 @@ lint: $(STAMP) ## ruff (with the bandit security rules)
 	$(VENV)/bin/ruff format --check .
 
 migrate: $(STAMP) ## Apply database migrations to DATABASE_URL (or the embedded server)
-	$(PY) -m guideline_ingest.migrations
+	$(PY) -m devstack migrate
 
 invoke: $(STAMP) ## Invoke one function with an event: make invoke FN=submit EVENT=events/submit.json
 	$(PY) -m devstack invoke $(FN) $(EVENT)
+
+redrive: $(STAMP) ## Move dead-lettered jobs back to the queue of the running `make dev`
+	$(PY) -m devstack redrive
+
+verify-infra: $(STAMP) ## cfn-lint, sam validate --lint, sam build, compose config: no AWS, no Docker
+	scripts/verify-infra.sh
