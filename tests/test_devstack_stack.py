@@ -82,7 +82,7 @@ Resources:
     Type: AWS::SQS::Queue
 """
 
-ECHO = '''
+ECHO = """
 import base64, json, os, time
 
 COUNT = 0
@@ -114,7 +114,7 @@ def handler(event, context):
         "env": dict(os.environ),
     }
     return {"statusCode": 200, "multiValueHeaders": {"X-Many": ["a", "b"]}, "body": json.dumps(body)}
-'''
+"""
 
 CONSUMER = """
 import os, time
@@ -184,7 +184,7 @@ def request(stack, method, path, body=None, headers=None):
 
 
 def echo(stack, path, **kwargs):
-    status, headers, body = request(stack, "GET", path, headers={"x-api-key": API_KEY}, **kwargs)
+    status, _headers, body = request(stack, "GET", path, headers={"x-api-key": API_KEY}, **kwargs)
     assert status == 200, body
     return json.loads(body)
 
@@ -238,14 +238,22 @@ def test_proxy_event_has_the_shape_and_values_api_gateway_sends(stack):
 def test_post_bodies_text_and_binary(stack):
     payload = json.dumps({"guidelines": "Be kind."})
     status, _, body = request(
-        stack, "POST", "/items", body=payload, headers={"x-api-key": API_KEY, "Content-Type": "application/json"}
+        stack,
+        "POST",
+        "/items",
+        body=payload,
+        headers={"x-api-key": API_KEY, "Content-Type": "application/json"},
     )
     event = json.loads(body)["event"]
     assert (status, event["body"], event["isBase64Encoded"]) == (200, payload, False)
 
     raw = bytes(range(256))
     status, _, body = request(
-        stack, "POST", "/items", body=raw, headers={"x-api-key": API_KEY, "Content-Type": "application/octet-stream"}
+        stack,
+        "POST",
+        "/items",
+        body=raw,
+        headers={"x-api-key": API_KEY, "Content-Type": "application/octet-stream"},
     )
     event = json.loads(body)["event"]
     assert event["isBase64Encoded"] is True
@@ -369,7 +377,7 @@ def test_a_new_environment_starts_when_all_are_busy_up_to_the_cap(stack):
 def test_the_timeout_kills_the_environment_and_the_next_call_cold_starts(stack):
     stack.kill_environments("echo")  # start from a single environment
     before = echo(stack, "/items/t")
-    status, _, body = request(stack, "GET", "/items/t?sleep=10", headers={"x-api-key": API_KEY})
+    status, _, _body = request(stack, "GET", "/items/t?sleep=10", headers={"x-api-key": API_KEY})
     assert status == 502
     after = echo(stack, "/items/t")
     assert after["pid"] != before["pid"]
@@ -393,7 +401,9 @@ def test_an_import_error_is_reported_like_lambda(tmp_path):
         "    Properties: {CodeUri: broken/, Handler: app.handler}\n"
     )
     template = tmp_path / "template.yaml"
-    with Stack(root=tmp_path, template=template, port=0, read_dotenv=False, database=False, api=False) as broken:
+    with Stack(
+        root=tmp_path, template=template, port=0, read_dotenv=False, database=False, api=False
+    ) as broken:
         invocation = broken.invoke("Broken", {})
     assert invocation.error_type == "Runtime.ImportModuleError"
     assert "no_such_module" in invocation.payload["errorMessage"]
