@@ -321,15 +321,86 @@ def test_a_job_whose_worker_died_is_claimed_again_after_its_lease(invoke, queues
 
 def test_a_stale_attempt_cannot_overwrite_a_newer_one(invoke, queues, database):
     event_id = submitted(invoke)
-    first = jobs.claim_job(event_id, lease_seconds=0)
-    second = jobs.claim_job(event_id, lease_seconds=60)
+    first = jobs.claim_job(event_id, lease_seconds=0, steps=[])
+    second = jobs.claim_job(event_id, lease_seconds=60, steps=[])
 
     assert second.attempt == first.attempt + 1
-    assert jobs.complete_job(event_id, first.attempt, {"summary": "stale", "checklist": []}) is False
-    assert jobs.complete_job(event_id, second.attempt, {"summary": "fresh", "checklist": []}) is True
-    assert jobs.fail_job(event_id, second.attempt, {"type": "x", "message": "y"}) is False
+    assert (
+        jobs.complete_job(event_id, first.attempt, {"summary": "stale", "checklist": []}, steps=[]) is False
+    )
+    assert (
+        jobs.complete_job(event_id, second.attempt, {"summary": "fresh", "checklist": []}, steps=[]) is True
+    )
+    assert jobs.fail_job(event_id, second.attempt, {"type": "x", "message": "y"}, steps=[]) is False
     assert job(database, event_id)["result"]["summary"] == "fresh"
 
 
 def _context():
     return LambdaContext("process")
+
+
+def test_steps_advance_while_the_chain_runs_and_report_usage_and_cost(invoke, queues, database, llm_edge):
+    event_id = submitted(invoke)
+    seen_during_checklist = []
+
+    def observe(request):
+        seen_during_checklist.append(job(database, event_id)["steps"])
+
+    llm_edge.extend([lambda request: None, observe])
+
+    invoke("process", sqs_event(event_id))
+
+    [during] = seen_during_checklist
+    assert [(s["name"], s["status"]) for s in during] == [
+        ("summarize", "COMPLETED"),
+        ("checklist", "RUNNING"),
+    ]
+    read = http(
+        invoke(
+            "status", event("status.json", path=f"/jobs/{event_id}", pathParameters={"event_id": event_id})
+        )
+    )
+    steps = read.body["steps"]
+    assert [(s["name"], s["status"]) for s in steps] == [
+        ("summarize", "COMPLETED"),
+        ("checklist", "COMPLETED"),
+    ]
+    for step in steps:
+        assert step["model"] == "gpt-4o-mini" and step["prompt_version"]
+        assert step["input_tokens"] > 0 and step["output_tokens"] > 0
+        assert step["started_at"] <= step["finished_at"] and step["latency_ms"] >= 0
+    usage = read.body["usage"]
+    assert usage["input_tokens"] == sum(s["input_tokens"] for s in steps)
+    expected = (usage["input_tokens"] * 0.15 + usage["output_tokens"] * 0.60) / 1_000_000
+    assert usage["estimated_cost_usd"] == pytest.approx(expected)
+
+
+def test_a_failed_step_is_marked_failed(invoke, queues, database, llm_edge):
+    event_id = submitted(invoke)
+    llm_edge.extend([lambda request: None, status(400)])
+
+    invoke("process", sqs_event(event_id))
+
+    steps = job(database, event_id)["steps"]
+    assert [(s["name"], s["status"]) for s in steps] == [("summarize", "COMPLETED"), ("checklist", "FAILED")]
+
+
+def test_a_job_given_back_shows_its_steps_pending_again(invoke, queues, database, offline_llm):
+    event_id = submitted(invoke)
+    offline_llm.set_faults(**{"429": 1.0, "retry_after": 1})
+
+    invoke("process", sqs_event(event_id), timeout_ms=9_000)
+
+    assert [s["status"] for s in job(database, event_id)["steps"]] == ["PENDING", "PENDING"]
+
+
+def test_a_pending_job_has_no_usage_yet(invoke, queues):
+    event_id = submitted(invoke)
+
+    read = http(
+        invoke(
+            "status", event("status.json", path=f"/jobs/{event_id}", pathParameters={"event_id": event_id})
+        )
+    )
+
+    assert read.body["steps"] == [] and read.body["usage"] is None

@@ -23,7 +23,16 @@ def test_a_pending_job_reads_back_with_retry_after(invoke, queues):
     response = http(invoke("status", status_event(event_id)))
 
     assert response.status == 200
-    assert set(response.body) == {"event_id", "status", "created_at", "updated_at", "result", "error"}
+    assert set(response.body) == {
+        "event_id",
+        "status",
+        "created_at",
+        "updated_at",
+        "result",
+        "error",
+        "steps",
+        "usage",
+    }
     assert response.body["status"] == "PENDING"
     assert response.body["result"] is None and response.body["error"] is None
     assert response.headers["retry-after"] == "2"

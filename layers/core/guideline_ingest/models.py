@@ -78,6 +78,35 @@ class JobError(BaseModel):
     message: str = Field(description="What happened, for a person")
 
 
+class StepStatus(StrEnum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+
+
+class Step(BaseModel):
+    """One step of the chain, as far as it has got."""
+
+    name: Literal["summarize", "checklist"]
+    status: StepStatus = StepStatus.PENDING
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    model: str | None = None
+    prompt_version: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    latency_ms: float | None = None
+
+
+class Usage(BaseModel):
+    input_tokens: int
+    output_tokens: int
+    estimated_cost_usd: float | None = Field(
+        description="From the price table in code; null for unknown models"
+    )
+
+
 class Job(BaseModel):
     event_id: UUID
     status: JobStatus
@@ -85,6 +114,10 @@ class Job(BaseModel):
     updated_at: datetime
     result: JobResult | None = None
     error: JobError | None = None
+    steps: list[Step] = Field(default_factory=list, description="The chain's steps, updated as it runs")
+    usage: Usage | None = Field(
+        default=None, description="Tokens of all steps so far and their estimated cost"
+    )
 
 
 class Health(BaseModel):

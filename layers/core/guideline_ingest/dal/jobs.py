@@ -17,7 +17,7 @@ class Claim:
     attempt: int
 
 
-_JOB_COLUMNS = "event_id, status, created_at, updated_at, result, error"
+_JOB_COLUMNS = "event_id, status, created_at, updated_at, result, error, steps"
 IDEMPOTENCY_RETENTION_HOURS = 24
 # A keyed request not finished after this long died; its job exists and the sweeper sends it.
 IN_FLIGHT_SECONDS = 30
@@ -121,62 +121,68 @@ def job_status(event_id: UUID) -> str | None:
     return row["status"] if row else None
 
 
-def claim_job(event_id: UUID, lease_seconds: float) -> Claim | None:
+def claim_job(event_id: UUID, lease_seconds: float, steps: list[dict]) -> Claim | None:
     """PENDING, or PROCESSING with an expired lease, -> PROCESSING for this attempt."""
     row = (
         connection()
         .execute(
             """
             UPDATE jobs
-               SET status = 'PROCESSING', attempts = attempts + 1, updated_at = now(),
+               SET status = 'PROCESSING', attempts = attempts + 1, updated_at = now(), steps = %s,
                    lease_expires_at = now() + make_interval(secs => %s)
              WHERE event_id = %s
                AND (status = 'PENDING' OR (status = 'PROCESSING' AND lease_expires_at < now()))
          RETURNING guidelines, attempts
             """,
-            (lease_seconds, event_id),
+            (Jsonb(steps), lease_seconds, event_id),
         )
         .fetchone()
     )
     return Claim(guidelines=row["guidelines"], attempt=row["attempts"]) if row else None
 
 
-def complete_job(event_id: UUID, attempt: int, result: dict) -> bool:
-    return _finish(event_id, attempt, "COMPLETED", result=result)
+def record_progress(event_id: UUID, attempt: int, steps: list[dict]) -> bool:
+    return _update_claimed(event_id, attempt, "PROCESSING", steps)
 
 
-def fail_job(event_id: UUID, attempt: int, error: dict) -> bool:
-    return _finish(event_id, attempt, "FAILED", error=error)
+def complete_job(event_id: UUID, attempt: int, result: dict, steps: list[dict]) -> bool:
+    return _update_claimed(event_id, attempt, "COMPLETED", steps, result=result)
 
 
-def _finish(
-    event_id: UUID, attempt: int, status: str, result: dict | None = None, error: dict | None = None
+def fail_job(event_id: UUID, attempt: int, error: dict, steps: list[dict]) -> bool:
+    return _update_claimed(event_id, attempt, "FAILED", steps, error=error)
+
+
+def release_job(event_id: UUID, attempt: int, steps: list[dict]) -> bool:
+    """Give a claimed job back (transient failure) so the next delivery need not wait for the lease."""
+    return _update_claimed(event_id, attempt, "PENDING", steps)
+
+
+def _update_claimed(
+    event_id: UUID,
+    attempt: int,
+    status: str,
+    steps: list[dict],
+    result: dict | None = None,
+    error: dict | None = None,
 ) -> bool:
+    """The one way a claimed job changes: only while this attempt still holds it."""
     cursor = connection().execute(
         """
         UPDATE jobs
-           SET status = %s, result = %s, error = %s, lease_expires_at = NULL, updated_at = now()
-         WHERE event_id = %s AND status = 'PROCESSING' AND attempts = %s
+           SET status = %(status)s, result = %(result)s, error = %(error)s, steps = %(steps)s,
+               updated_at = now(),
+               lease_expires_at = CASE WHEN %(status)s::text = 'PROCESSING' THEN lease_expires_at END
+         WHERE event_id = %(event_id)s AND status = 'PROCESSING' AND attempts = %(attempt)s
         """,
-        (
-            status,
-            Jsonb(result) if result is not None else None,
-            Jsonb(error) if error is not None else None,
-            event_id,
-            attempt,
-        ),
-    )
-    return cursor.rowcount == 1
-
-
-def release_job(event_id: UUID, attempt: int) -> bool:
-    """Give a claimed job back (transient failure) so the next delivery need not wait for the lease."""
-    cursor = connection().execute(
-        """
-        UPDATE jobs SET status = 'PENDING', lease_expires_at = NULL, updated_at = now()
-         WHERE event_id = %s AND status = 'PROCESSING' AND attempts = %s
-        """,
-        (event_id, attempt),
+        {
+            "status": status,
+            "result": Jsonb(result) if result is not None else None,
+            "error": Jsonb(error) if error is not None else None,
+            "steps": Jsonb(steps),
+            "event_id": event_id,
+            "attempt": attempt,
+        },
     )
     return cursor.rowcount == 1
 

@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TypeVar
 
 import openai
 from pydantic import ValidationError
 
 from guideline_ingest.logic.retry import call_within_deadline
-from guideline_ingest.models import Checklist, ChecklistItem, JobResult
+from guideline_ingest.models import Checklist, ChecklistItem, JobResult, Step, StepStatus
 from guideline_ingest.observability import logger, metrics
+
+T = TypeVar("T")
 
 PROMPT_VERSION = "2026-11-29.1"
 TEMPERATURE = 0.2
@@ -47,18 +52,54 @@ class ChainFailed(Exception):
         self.message = message
 
 
+def pending_steps() -> list[Step]:
+    return [Step(name="summarize"), Step(name="checklist")]
+
+
 @dataclass
 class Chain:
     llm: openai.OpenAI
     model: str
     max_call_seconds: float
     deadline: float
-    usage: dict[str, int] = field(default_factory=lambda: {"input_tokens": 0, "output_tokens": 0})
+    # Called with the steps once the second one starts, so pollers see the chain advance.
+    on_progress: Callable[[list[Step]], None] = lambda steps: None
+    steps: list[Step] = field(default_factory=pending_steps)
 
     def run(self, guidelines: str) -> JobResult:
-        summary = self.summarize(guidelines)
-        items, dropped = self.checklist(summary, guidelines)
+        summary = self._step("summarize", lambda: self.summarize(guidelines))
+        self._begin(self.steps[1])
+        self.on_progress(self.steps)
+        items, dropped = self._step("checklist", lambda: self.checklist(summary, guidelines))
         return JobResult(summary=summary, checklist=items, ungrounded_items_dropped=dropped)
+
+    def start(self) -> list[Step]:
+        """The steps as the claim stores them: the first one running."""
+        self._begin(self.steps[0])
+        return self.steps
+
+    def usage(self) -> dict[str, int]:
+        return {
+            "input_tokens": sum(step.input_tokens for step in self.steps),
+            "output_tokens": sum(step.output_tokens for step in self.steps),
+        }
+
+    def _step(self, name: str, work: Callable[[], T]) -> T:
+        step = next(step for step in self.steps if step.name == name)
+        if step.started_at is None:
+            self._begin(step)
+        try:
+            outcome = work()
+        except Exception:
+            step.status, step.finished_at = StepStatus.FAILED, _now()
+            raise
+        step.status, step.finished_at = StepStatus.COMPLETED, _now()
+        step.latency_ms = round((step.finished_at - step.started_at).total_seconds() * 1000, 1)
+        return outcome
+
+    def _begin(self, step: Step) -> None:
+        step.status, step.started_at = StepStatus.RUNNING, _now()
+        step.model, step.prompt_version = self.model, PROMPT_VERSION
 
     def summarize(self, guidelines: str) -> str:
         completion = self._call(
@@ -148,8 +189,9 @@ class Chain:
             ) from error
         metrics.add_metric(name=f"{step.title()}LatencyMs", unit="Milliseconds", value=_ms_since(started))
         if completion.usage:
-            self.usage["input_tokens"] += completion.usage.prompt_tokens
-            self.usage["output_tokens"] += completion.usage.completion_tokens
+            record = next(record for record in self.steps if record.name == step)
+            record.input_tokens += completion.usage.prompt_tokens
+            record.output_tokens += completion.usage.completion_tokens
             metrics.add_metric(name="InputTokens", unit="Count", value=completion.usage.prompt_tokens)
             metrics.add_metric(name="OutputTokens", unit="Count", value=completion.usage.completion_tokens)
         return completion
@@ -163,6 +205,10 @@ def is_grounded(quote: str, searchable_guidelines: str) -> bool:
 
 def normalize_whitespace(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 def _ms_since(started: float) -> float:
