@@ -1,0 +1,78 @@
+"""Where the API is and which key to send: flag, then environment, then `.env`, then the default.
+
+The `.env` in the current directory is the one `make dev` reads, so in a checkout the CLI finds the
+local runner's port and first API key without any flag.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from ingest_cli.errors import UsageError
+
+DEFAULT_BASE_URL = "http://127.0.0.1:3000"
+DEFAULT_API_KEY = "local-dev-key"
+
+_ASSIGNMENT = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
+
+
+@dataclass(frozen=True)
+class Settings:
+    base_url: str
+    api_key: str
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines, `#` comments, optional `export` and quotes; a missing file is empty."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return {}
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        match = _ASSIGNMENT.match(line)
+        if not match or line.lstrip().startswith("#"):
+            continue
+        name, value = match.groups()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        else:
+            value = re.sub(r"\s+#.*$", "", value)
+        values[name] = value
+    return values
+
+
+def _from_dotenv(dotenv: Mapping[str, str]) -> tuple[str | None, str | None]:
+    base_url = dotenv.get("INGEST_BASE_URL") or None
+    if base_url is None and dotenv.get("PORT", "").strip().isdigit():
+        base_url = f"http://127.0.0.1:{dotenv['PORT'].strip()}"
+    api_key = dotenv.get("INGEST_API_KEY") or None
+    if api_key is None:
+        keys = [key.strip() for key in dotenv.get("API_KEYS", "").split(",") if key.strip()]
+        api_key = keys[0] if keys else None
+    return base_url, api_key
+
+
+def resolve(
+    base_url: str | None = None,
+    api_key: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Settings:
+    environ = os.environ if environ is None else environ
+    dotenv_url, dotenv_key = _from_dotenv(read_dotenv((cwd or Path.cwd()) / ".env"))
+    url = base_url or environ.get("INGEST_BASE_URL") or dotenv_url or DEFAULT_BASE_URL
+    key = api_key or environ.get("INGEST_API_KEY") or dotenv_key or DEFAULT_API_KEY
+    return Settings(base_url=checked_base_url(url), api_key=key)
+
+
+def checked_base_url(url: str) -> str:
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"the base URL must be an http:// or https:// URL, not {url!r}")
+    return url.strip().rstrip("/")
