@@ -254,7 +254,7 @@ class FaultStack:
         return messages
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def fault_stack():
     # Not pytest's private (0700) tmp dir: as root the embedded server runs as its own OS user.
     data_dir = Path(tempfile.mkdtemp(prefix="guideline-ingest-faults-"))
