@@ -141,7 +141,7 @@ def list_jobs(
     if not items:
         io.out.print("no jobs", style="dim")
     else:
-        io.out.print(jobs_table(items))
+        io.out.print(jobs_table(items, io.out.width))
     if next_cursor:
         io.err.print("more jobs exist: add --all to list them all", style="dim")
     return 0

@@ -22,6 +22,7 @@ STATUS_STYLES = {
     "CANCELLED": "magenta",
 }
 PRIORITY_STYLES = {"high": "bold red", "medium": "yellow", "low": "green"}
+WIDE_ENOUGH_FOR_UPDATED = 100
 
 
 def styled_status(status: str | None) -> Text:
@@ -29,7 +30,7 @@ def styled_status(status: str | None) -> Text:
 
 
 def timestamp(value: str | None) -> str:
-    """ISO 8601 from the API as `YYYY-MM-DD HH:MM:SSZ` in UTC; anything else unchanged."""
+    """ISO 8601 from the API as `YYYY-MM-DD HH:MM:SS` in UTC; anything else unchanged."""
     if not value:
         return "-"
     try:
@@ -38,7 +39,7 @@ def timestamp(value: str | None) -> str:
         return value
     if moment.tzinfo is not None:
         moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%d %H:%M:%SZ")
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
 
 
 def current_step(job: dict) -> str:
@@ -90,10 +91,8 @@ def print_job(console: Console, job: dict, *, details: bool) -> None:
     header = Text.assemble(styled_status(job.get("status")), "  ", (str(job.get("event_id", "")), "bold"))
     console.print(header)
     if details:
-        console.print(
-            Text(f"created {timestamp(job.get('created_at'))}   updated {timestamp(job.get('updated_at'))}"),
-            style="dim",
-        )
+        created, updated = timestamp(job.get("created_at")), timestamp(job.get("updated_at"))
+        console.print(Text(f"created {created} UTC   updated {updated} UTC", style="dim"))
         if job.get("steps"):
             console.print(steps_table(job["steps"]))
     if job.get("error"):
@@ -172,15 +171,22 @@ def usage_line(usage: dict, steps: list[dict]) -> Text:
     return Text(" · ".join(parts), style="dim")
 
 
-def jobs_table(items: list[dict]) -> Table:
+def jobs_table(items: list[dict], width: int) -> Table:
+    """The event_id is never cut (it is what the other commands take); `updated` only when it fits."""
+    with_updated = width >= WIDE_ENOUGH_FOR_UPDATED
     table = Table(show_edge=False)
-    for column in ("event_id", "status", "created", "updated"):
-        table.add_column(column, no_wrap=True)
+    table.add_column("event_id", no_wrap=True, min_width=36)
+    table.add_column("status", no_wrap=True)
+    table.add_column("created (UTC)", no_wrap=True)
+    if with_updated:
+        table.add_column("updated (UTC)", no_wrap=True)
     for item in items:
-        table.add_row(
+        cells = [
             Text(str(item.get("event_id", ""))),
             styled_status(item.get("status")),
             timestamp(item.get("created_at")),
-            timestamp(item.get("updated_at")),
-        )
+        ]
+        if with_updated:
+            cells.append(timestamp(item.get("updated_at")))
+        table.add_row(*cells)
     return table
