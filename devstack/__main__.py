@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 import threading
+import warnings
 from pathlib import Path
 
 from devstack import logs
@@ -178,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     args = parser.parse_args(argv)
+    # platformdirs warns on machines without XDG_RUNTIME_DIR (CI); the embedded PostgreSQL copes.
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     handlers = {"dev": cmd_dev, "invoke": cmd_invoke, "migrate": cmd_migrate, "redrive": cmd_redrive}
     return handlers[args.command](args)
 

@@ -1,8 +1,8 @@
-"""A real SQS-protocol endpoint (moto's server) with the template's queues.
+"""A real SQS-protocol endpoint (moto's server, in its own process) with the template's queues.
 
-moto keeps its state in this process, so stopping and starting the endpoint (a simulated outage)
-keeps the queues and their messages, as an SQS outage would. Several stacks in one process (tests)
-share that state; their queues do not collide because each stack names them with its own suffix.
+Stopping and starting the endpoint (a simulated outage) keeps the queues and their messages, as an
+SQS outage would. Queues are named with a per-stack suffix, so stacks sharing an endpoint (invoke
+against a running `make dev`) never collide.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import subprocess
+import sys
 
 import boto3
 from botocore.config import Config
@@ -61,7 +63,8 @@ class LocalSQS:
         self.port = port or free_port(host)
         self.external_endpoint = endpoint
         self.queue_urls: dict[str, str] = dict(queue_urls or {})
-        self._server = None
+        self._server: subprocess.Popen | None = None
+        self.running = False
 
     @property
     def endpoint(self) -> str:
@@ -72,13 +75,28 @@ class LocalSQS:
             if not self.queue_urls:
                 self.create_queues()
             return
-        from moto.server import ThreadedMotoServer  # slow import, only when a stack starts
-
-        # moto logs every request through werkzeug even when not verbose.
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        self._server = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
-        self._server.start()
+        if self._server is None:
+            self._server = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+                [sys.executable, "-m", "devstack.sqs_server", self.host, str(self.port)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+                start_new_session=True,  # Ctrl-C reaches the runner, which stops it
+            )
+            self._answer()
+        else:
+            self._command("start")
+        self.running = True
         self.create_queues()
+
+    def _command(self, command: str) -> None:
+        self._server.stdin.write(command + "\n")
+        self._server.stdin.flush()
+        self._answer()
+
+    def _answer(self) -> None:
+        if self._server.stdout.readline().strip() != "ok":
+            raise RuntimeError(f"the SQS endpoint on port {self.port} did not start")
 
     def create_queues(self) -> None:
         client = sqs_client(self.endpoint)
@@ -96,13 +114,23 @@ class LocalSQS:
         log.debug("queues ready: %s", ", ".join(self.queue_urls))
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-            self._server = None
+        """An outage: the endpoint stops answering; queues and messages are kept."""
+        if self._server is not None and self.running:
+            self._command("stop")
+        self.running = False
 
-    @property
-    def running(self) -> bool:
-        return self._server is not None
+    def close(self) -> None:
+        if self._server is None:
+            return
+        self._server.stdin.close()
+        try:
+            self._server.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self._server.kill()
+            self._server.wait()
+        self._server.stdout.close()
+        self._server = None
+        self.running = False
 
 
 def redrive(client, dead_letter_url: str, source_url: str) -> int:

@@ -344,7 +344,7 @@ class Stack:
         if self.offline_llm is not None:
             self.offline_llm.stop()
         if self._sqs is not None:
-            self._sqs.stop()
+            self._sqs.close()
         if self._postgres is not None:
             self._postgres.stop()
             self._postgres = None
