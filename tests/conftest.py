@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
+import httpx2
 import psycopg
 import pytest
 from moto.server import ThreadedMotoServer
+from openai import OpenAI
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
@@ -212,3 +214,85 @@ def http(result: dict) -> HttpResponse:
     raw = result.get("body")
     body = json.loads(raw) if raw and headers.get("content-type", "").endswith("json") else raw
     return HttpResponse(status=int(result["statusCode"]), headers=headers, body=body)
+
+
+def submitted(invoke, guidelines: str | None = None) -> str:
+    data = event("submit.json")
+    if guidelines is not None:
+        data["body"] = json.dumps({"guidelines": guidelines})
+    return http(invoke("submit", data)).body["event_id"]
+
+
+def sqs_event(*event_ids: str, receive_count: int = 1) -> dict:
+    template = event("process.json")["Records"][0]
+    records = []
+    for index, event_id in enumerate(event_ids):
+        record = json.loads(json.dumps(template))
+        record["messageId"] = f"message-{index}"
+        record["body"] = json.dumps({"event_id": event_id})
+        record["attributes"]["ApproximateReceiveCount"] = str(receive_count)
+        records.append(record)
+    return {"Records": records}
+
+
+def job(database, event_id: str) -> dict:
+    return database.execute("SELECT * FROM jobs WHERE event_id = %s", (event_id,)).fetchone()
+
+
+def failures(result: dict) -> list[str]:
+    return [item["itemIdentifier"] for item in result["batchItemFailures"]]
+
+
+@pytest.fixture
+def llm_edge(functions, offline_llm, monkeypatch):
+    """Replace what the LLM answers, at the HTTP edge: `script` is a list of callables
+    (request -> httpx2.Response | None); None passes the call to the offline server."""
+    script: list = []
+    upstream = httpx2.Client()
+
+    def handle(request: httpx2.Request) -> httpx2.Response:
+        answer = script.pop(0)(request) if script else None
+        if answer is not None:
+            return answer
+        forwarded = upstream.request(
+            request.method, str(request.url), content=request.content, headers=request.headers
+        )
+        return httpx2.Response(forwarded.status_code, headers=forwarded.headers, content=forwarded.content)
+
+    client = OpenAI(
+        api_key="offline",
+        base_url=offline_llm.url,
+        max_retries=0,
+        http_client=httpx2.Client(transport=httpx2.MockTransport(handle)),
+    )
+    monkeypatch.setattr(functions["process"], "llm", client)
+    return script
+
+
+def completion(content: str | None = None, refusal: str | None = None) -> httpx2.Response:
+    """An llm_edge answer: a chat completion with this content or refusal."""
+    return httpx2.Response(
+        200,
+        json={
+            "id": "chatcmpl-test",
+            "object": "chat.completion",
+            "created": 1795939200,
+            "model": "gpt-4o-mini",
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": "stop",
+                    "message": {"role": "assistant", "content": content, "refusal": refusal},
+                }
+            ],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+        },
+    )
+
+
+def llm_error(code: int, retry_after: str | None = None):
+    """An llm_edge answer: the LLM failing with this HTTP status."""
+    headers = {"retry-after": retry_after} if retry_after else {}
+    return lambda request: httpx2.Response(
+        code, headers=headers, json={"error": {"message": "no", "type": "x", "code": None}}
+    )

@@ -5,93 +5,22 @@ from __future__ import annotations
 import json
 import threading
 
-import httpx2
 import pytest
-from conftest import LambdaContext, event, http, load_function
+from conftest import (
+    LambdaContext,
+    completion,
+    event,
+    failures,
+    http,
+    job,
+    llm_error,
+    load_function,
+    sqs_event,
+    submitted,
+)
 from guideline_ingest.dal import jobs
-from openai import OpenAI
 
 GUIDELINES = json.loads(event("submit.json")["body"])["guidelines"]
-
-
-def submitted(invoke, guidelines: str | None = None) -> str:
-    data = event("submit.json")
-    if guidelines is not None:
-        data["body"] = json.dumps({"guidelines": guidelines})
-    return http(invoke("submit", data)).body["event_id"]
-
-
-def sqs_event(*event_ids: str, receive_count: int = 1) -> dict:
-    template = event("process.json")["Records"][0]
-    records = []
-    for index, event_id in enumerate(event_ids):
-        record = json.loads(json.dumps(template))
-        record["messageId"] = f"message-{index}"
-        record["body"] = json.dumps({"event_id": event_id})
-        record["attributes"]["ApproximateReceiveCount"] = str(receive_count)
-        records.append(record)
-    return {"Records": records}
-
-
-def job(database, event_id: str) -> dict:
-    return database.execute("SELECT * FROM jobs WHERE event_id = %s", (event_id,)).fetchone()
-
-
-def failures(result: dict) -> list[str]:
-    return [item["itemIdentifier"] for item in result["batchItemFailures"]]
-
-
-@pytest.fixture
-def llm_edge(functions, offline_llm, monkeypatch):
-    """Replace what the LLM answers, at the HTTP edge: `script` is a list of callables
-    (request -> httpx2.Response | None); None passes the call to the offline server."""
-    script: list = []
-    upstream = httpx2.Client()
-
-    def handle(request: httpx2.Request) -> httpx2.Response:
-        answer = script.pop(0)(request) if script else None
-        if answer is not None:
-            return answer
-        forwarded = upstream.request(
-            request.method, str(request.url), content=request.content, headers=request.headers
-        )
-        return httpx2.Response(forwarded.status_code, headers=forwarded.headers, content=forwarded.content)
-
-    client = OpenAI(
-        api_key="offline",
-        base_url=offline_llm.url,
-        max_retries=0,
-        http_client=httpx2.Client(transport=httpx2.MockTransport(handle)),
-    )
-    monkeypatch.setattr(functions["process"], "llm", client)
-    return script
-
-
-def completion(content: str | None = None, refusal: str | None = None) -> httpx2.Response:
-    return httpx2.Response(
-        200,
-        json={
-            "id": "chatcmpl-test",
-            "object": "chat.completion",
-            "created": 1795939200,
-            "model": "gpt-4o-mini",
-            "choices": [
-                {
-                    "index": 0,
-                    "finish_reason": "stop",
-                    "message": {"role": "assistant", "content": content, "refusal": refusal},
-                }
-            ],
-            "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
-        },
-    )
-
-
-def status(code: int, retry_after: str | None = None):
-    headers = {"retry-after": retry_after} if retry_after else {}
-    return lambda request: httpx2.Response(
-        code, headers=headers, json={"error": {"message": "no", "type": "x", "code": None}}
-    )
 
 
 def test_a_job_runs_the_chain_and_completes(invoke, queues, database, offline_llm):
@@ -173,7 +102,7 @@ def test_a_message_for_a_job_that_does_not_exist_fails_its_record(invoke, queues
 
 def test_a_rate_limit_is_retried_after_retry_after(invoke, queues, database, llm_edge):
     event_id = submitted(invoke)
-    llm_edge.extend([status(429, retry_after="0"), status(503)])
+    llm_edge.extend([llm_error(429, retry_after="0"), llm_error(503)])
 
     result = invoke("process", sqs_event(event_id))
 
@@ -210,7 +139,7 @@ def test_on_the_last_delivery_a_transient_failure_fails_the_job_with_the_reason(
 
 def test_a_rejected_request_fails_the_job(invoke, queues, database, llm_edge):
     event_id = submitted(invoke)
-    llm_edge.append(status(400))
+    llm_edge.append(llm_error(400))
 
     assert invoke("process", sqs_event(event_id)) == {"batchItemFailures": []}
 
@@ -325,12 +254,8 @@ def test_a_stale_attempt_cannot_overwrite_a_newer_one(invoke, queues, database):
     second = jobs.claim_job(event_id, lease_seconds=60, steps=[])
 
     assert second.attempt == first.attempt + 1
-    assert (
-        jobs.complete_job(event_id, first.attempt, {"summary": "stale", "checklist": []}, steps=[]) is False
-    )
-    assert (
-        jobs.complete_job(event_id, second.attempt, {"summary": "fresh", "checklist": []}, steps=[]) is True
-    )
+    assert jobs.complete_job(event_id, first.attempt, {"summary": "stale", "checklist": []}, [], "k") is False
+    assert jobs.complete_job(event_id, second.attempt, {"summary": "fresh", "checklist": []}, [], "k") is True
     assert jobs.fail_job(event_id, second.attempt, {"type": "x", "message": "y"}, steps=[]) is False
     assert job(database, event_id)["result"]["summary"] == "fresh"
 
@@ -377,7 +302,7 @@ def test_steps_advance_while_the_chain_runs_and_report_usage_and_cost(invoke, qu
 
 def test_a_failed_step_is_marked_failed(invoke, queues, database, llm_edge):
     event_id = submitted(invoke)
-    llm_edge.extend([lambda request: None, status(400)])
+    llm_edge.extend([lambda request: None, llm_error(400)])
 
     invoke("process", sqs_event(event_id))
 

@@ -52,7 +52,7 @@ def run_job(record: SQSRecord, deadline: float) -> None:
         ),
         lease_seconds=deadline - time.monotonic() + SAFETY_MARGIN_SECONDS,
         receive_count=int(record.attributes.approximate_receive_count),
-        max_attempts=settings.max_receive_count,
+        settings=settings,
     )
 
 

@@ -1,16 +1,16 @@
-"""GET /jobs/{event_id}, GET /health and the API's documentation.
+"""GET /jobs, GET /jobs/{event_id}, GET /health and the API's documentation.
 
-The submission route is registered too, only so that the one OpenAPI document
-served here describes the whole API; API Gateway never sends POST /jobs here.
+The writing routes are registered too, only so that the one OpenAPI document
+served here describes the whole API; API Gateway never sends them here.
 """
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from guideline_ingest.api import health
-from guideline_ingest.api.jobs import reading, submission
+from guideline_ingest.api.jobs import reading, writing
 from guideline_ingest.api.resolver import OPENAPI, create_resolver
 from guideline_ingest.observability import logger
 
-app = create_resolver(reading, health.router, submission)
+app = create_resolver(reading, health.router, writing)
 app.enable_swagger(path="/docs", **OPENAPI)
 
 

@@ -1,11 +1,11 @@
-"""POST /jobs: accept a guidelines document, store it and queue it."""
+"""POST /jobs and POST /jobs/{event_id}/cancel: the routes that change jobs."""
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from guideline_ingest.api.jobs import submission
+from guideline_ingest.api.jobs import writing
 from guideline_ingest.api.resolver import create_resolver
 from guideline_ingest.observability import logger, metrics
 
-app = create_resolver(submission)
+app = create_resolver(writing)
 
 
 @logger.inject_lambda_context

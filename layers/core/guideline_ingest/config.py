@@ -33,6 +33,8 @@ class ProcessSettings(BaseModel):
     openai_base_url: str | None = None
     openai_timeout_seconds: float = Field(default=60.0, gt=0)
     max_receive_count: PositiveInt = 5
+    # Reuse results across API keys: only where every caller may see every other's documents.
+    cache_shared_across_api_keys: bool = False
 
 
 class SweeperSettings(BaseModel):
@@ -57,6 +59,7 @@ def process_settings() -> ProcessSettings:
         openai_base_url=os.environ.get("OPENAI_BASE_URL"),
         openai_timeout_seconds=os.environ.get("OPENAI_TIMEOUT_SECONDS"),
         max_receive_count=os.environ.get("MAX_RECEIVE_COUNT"),
+        cache_shared_across_api_keys=os.environ.get("CACHE_SHARED_ACROSS_API_KEYS"),
     )
 
 

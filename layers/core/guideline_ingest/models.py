@@ -21,10 +21,11 @@ class JobStatus(StrEnum):
     PROCESSING = "PROCESSING"
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
 
     @property
     def is_terminal(self) -> bool:
-        return self in (JobStatus.COMPLETED, JobStatus.FAILED)
+        return self in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
 
 
 Guidelines = Annotated[
@@ -70,6 +71,9 @@ class JobResult(BaseModel):
     checklist: list[ChecklistItem]
     ungrounded_items_dropped: int = Field(
         default=0, description="Items the model produced whose source_quote is not in the guidelines"
+    )
+    cached: bool = Field(
+        default=False, description="Reused from an identical earlier job; no LLM call was made"
     )
 
 
@@ -118,6 +122,18 @@ class Job(BaseModel):
     usage: Usage | None = Field(
         default=None, description="Tokens of all steps so far and their estimated cost"
     )
+
+
+class JobSummary(BaseModel):
+    event_id: UUID
+    status: JobStatus
+    created_at: datetime
+    updated_at: datetime
+
+
+class JobPage(BaseModel):
+    items: list[JobSummary]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page")
 
 
 class Health(BaseModel):

@@ -8,24 +8,27 @@ from uuid import UUID
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
-from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path
+from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
 
 from guideline_ingest.api.problems import problem_responses, sends_json, unsupported_media_type
 from guideline_ingest.api.resolver import caller
-from guideline_ingest.logic.reading import read_job
+from guideline_ingest.logic.cancellation import cancel_job
+from guideline_ingest.logic.reading import list_jobs, read_job
 from guideline_ingest.logic.submission import submit_job
-from guideline_ingest.models import Job, JobAccepted, SubmitJobRequest
+from guideline_ingest.models import Job, JobAccepted, JobPage, JobStatus, SubmitJobRequest
 from guideline_ingest.observability import logger
 
 # How often a client should poll a job that is not finished, in seconds.
 POLL_INTERVAL_SECONDS = 2
 SECURED = [{"apiKey": []}]
+MAX_PAGE_SIZE = 100
 
-submission = Router()
+# Routes that change jobs (submit function) and routes that only read them (status function).
+writing = Router()
 reading = Router()
 
 
-@submission.post(
+@writing.post(
     "/jobs",
     summary="Submit a guidelines document",
     description="Stores the job and queues it; poll the Location for the result.",
@@ -55,11 +58,11 @@ def post_job(
         ),
     ] = None,
 ) -> Response[JobAccepted]:
-    headers = submission.current_event.headers or {}
+    headers = writing.current_event.headers or {}
     if not sends_json(headers):
         return unsupported_media_type(headers.get("content-type"))
     submitted = submit_job(
-        owner=caller(submission), guidelines=request.guidelines, idempotency_key=idempotency_key
+        owner=caller(writing), guidelines=request.guidelines, idempotency_key=idempotency_key
     )
     response_headers = {"Location": f"/jobs/{submitted.job.event_id}"}
     if submitted.replayed:
@@ -87,3 +90,38 @@ def get_job(event_id: Annotated[UUID, Path()]) -> Response[Job]:
     job = read_job(event_id, owner=caller(reading))
     headers = {} if job.status.is_terminal else {"Retry-After": str(POLL_INTERVAL_SECONDS)}
     return Response(status_code=HTTPStatus.OK, content_type="application/json", body=job, headers=headers)
+
+
+@reading.get(
+    "/jobs",
+    summary="List your jobs, newest first",
+    tags=["jobs"],
+    security=SECURED,
+    responses={
+        200: {"description": "One page of jobs", "content": {"application/json": {"model": JobPage}}},
+        **problem_responses(HTTPStatus.UNPROCESSABLE_ENTITY, HTTPStatus.SERVICE_UNAVAILABLE),
+    },
+)
+def get_jobs(
+    status: Annotated[JobStatus | None, Query(description="Only jobs in this status")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size")] = 20,
+    cursor: Annotated[
+        str | None, Query(max_length=200, description="next_cursor of the previous page")
+    ] = None,
+) -> JobPage:
+    return list_jobs(caller(reading), status, limit, cursor)
+
+
+@writing.post(
+    "/jobs/<event_id>/cancel",
+    summary="Cancel a job that has not finished",
+    description="A running job stops between its steps. Cancelling a finished job is a 409.",
+    tags=["jobs"],
+    security=SECURED,
+    responses={
+        200: {"description": "The cancelled job", "content": {"application/json": {"model": Job}}},
+        **problem_responses(HTTPStatus.NOT_FOUND, HTTPStatus.CONFLICT, HTTPStatus.SERVICE_UNAVAILABLE),
+    },
+)
+def post_cancel(event_id: Annotated[UUID, Path()]) -> Job:
+    return cancel_job(event_id, owner=caller(writing))

@@ -13,7 +13,8 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 )
 from psycopg import OperationalError
 
-from guideline_ingest.logic.reading import JobNotFound
+from guideline_ingest.logic.cancellation import JobAlreadyFinished
+from guideline_ingest.logic.reading import InvalidCursor, JobNotFound
 from guideline_ingest.logic.submission import IdempotencyKeyReused, IdempotentRequestInFlight
 from guideline_ingest.models import Problem
 from guideline_ingest.observability import logger
@@ -71,6 +72,22 @@ def register_problem_handlers(app: APIGatewayRestResolver) -> None:
     def job_not_found(_: JobNotFound) -> Response:
         return problem(
             HTTPStatus.NOT_FOUND, "job-not-found", "No job with this event_id exists for your API key."
+        )
+
+    @app.exception_handler(JobAlreadyFinished)
+    def already_finished(error: JobAlreadyFinished) -> Response:
+        return problem(
+            HTTPStatus.CONFLICT,
+            "job-already-finished",
+            f"The job has already ended ({error.job.status}); only unfinished jobs can be cancelled.",
+        )
+
+    @app.exception_handler(InvalidCursor)
+    def invalid_cursor(_: InvalidCursor) -> Response:
+        return problem(
+            HTTPStatus.UNPROCESSABLE_ENTITY,
+            "invalid-cursor",
+            "cursor must be the next_cursor of a previous page, unchanged.",
         )
 
     @app.exception_handler(IdempotencyKeyReused)
@@ -136,7 +153,7 @@ def _problem_for_validation(app: APIGatewayRestResolver, errors: list[dict]) -> 
         )
     return problem(
         HTTPStatus.UNPROCESSABLE_ENTITY,
-        "invalid-body",
+        "invalid-body" if locations == {"body"} else "invalid-request",
         "; ".join(_describe(error) for error in errors),
         errors=[{"pointer": _pointer(error["loc"]), "detail": _describe(error)} for error in errors],
     )

@@ -13,6 +13,7 @@ from guideline_ingest.db import connection
 
 @dataclass(frozen=True)
 class Claim:
+    owner: str
     guidelines: str
     attempt: int
 
@@ -116,6 +117,65 @@ def find_job(event_id: UUID, owner: str) -> dict | None:
     )
 
 
+def cancel_job(event_id: UUID, owner: str) -> dict | None:
+    """PENDING or PROCESSING -> CANCELLED; None when there is no such unfinished job of this owner."""
+    return (
+        connection()
+        .execute(
+            f"""
+            UPDATE jobs SET status = 'CANCELLED', lease_expires_at = NULL, updated_at = now()
+             WHERE event_id = %s AND owner = %s AND status IN ('PENDING', 'PROCESSING')
+         RETURNING {_JOB_COLUMNS}
+            """,  # noqa: S608 - constant column list
+            (event_id, owner),
+        )
+        .fetchone()
+    )
+
+
+def list_jobs(owner: str, status: str | None, after: tuple | None, limit: int) -> list[dict]:
+    """The owner's jobs, newest first, strictly after the keyset position `after` (created_at, event_id)."""
+    return (
+        connection()
+        .execute(
+            """
+            SELECT event_id, status, created_at, updated_at FROM jobs
+             WHERE owner = %(owner)s
+               AND (%(status)s::text IS NULL OR status = %(status)s)
+               AND (%(created_at)s::timestamptz IS NULL
+                    OR (created_at, event_id) < (%(created_at)s, %(event_id)s::uuid))
+             ORDER BY created_at DESC, event_id DESC
+             LIMIT %(limit)s
+            """,
+            {
+                "owner": owner,
+                "status": status,
+                "created_at": after[0] if after else None,
+                "event_id": after[1] if after else None,
+                "limit": limit,
+            },
+        )
+        .fetchall()
+    )
+
+
+def find_cached_result(cache_key: str, owner: str | None) -> dict | None:
+    """A completed job's result for the same input; any owner's only when `owner` is None."""
+    row = (
+        connection()
+        .execute(
+            """
+            SELECT result FROM jobs
+             WHERE cache_key = %s AND status = 'COMPLETED' AND (%s::text IS NULL OR owner = %s)
+             LIMIT 1
+            """,
+            (cache_key, owner, owner),
+        )
+        .fetchone()
+    )
+    return row["result"] if row else None
+
+
 def job_status(event_id: UUID) -> str | None:
     row = connection().execute("SELECT status FROM jobs WHERE event_id = %s", (event_id,)).fetchone()
     return row["status"] if row else None
@@ -132,21 +192,21 @@ def claim_job(event_id: UUID, lease_seconds: float, steps: list[dict]) -> Claim 
                    lease_expires_at = now() + make_interval(secs => %s)
              WHERE event_id = %s
                AND (status = 'PENDING' OR (status = 'PROCESSING' AND lease_expires_at < now()))
-         RETURNING guidelines, attempts
+         RETURNING owner, guidelines, attempts
             """,
             (Jsonb(steps), lease_seconds, event_id),
         )
         .fetchone()
     )
-    return Claim(guidelines=row["guidelines"], attempt=row["attempts"]) if row else None
+    return Claim(owner=row["owner"], guidelines=row["guidelines"], attempt=row["attempts"]) if row else None
 
 
 def record_progress(event_id: UUID, attempt: int, steps: list[dict]) -> bool:
     return _update_claimed(event_id, attempt, "PROCESSING", steps)
 
 
-def complete_job(event_id: UUID, attempt: int, result: dict, steps: list[dict]) -> bool:
-    return _update_claimed(event_id, attempt, "COMPLETED", steps, result=result)
+def complete_job(event_id: UUID, attempt: int, result: dict, steps: list[dict], cache_key: str) -> bool:
+    return _update_claimed(event_id, attempt, "COMPLETED", steps, result=result, cache_key=cache_key)
 
 
 def fail_job(event_id: UUID, attempt: int, error: dict, steps: list[dict]) -> bool:
@@ -165,13 +225,14 @@ def _update_claimed(
     steps: list[dict],
     result: dict | None = None,
     error: dict | None = None,
+    cache_key: str | None = None,
 ) -> bool:
     """The one way a claimed job changes: only while this attempt still holds it."""
     cursor = connection().execute(
         """
         UPDATE jobs
            SET status = %(status)s, result = %(result)s, error = %(error)s, steps = %(steps)s,
-               updated_at = now(),
+               cache_key = %(cache_key)s, updated_at = now(),
                lease_expires_at = CASE WHEN %(status)s::text = 'PROCESSING' THEN lease_expires_at END
          WHERE event_id = %(event_id)s AND status = 'PROCESSING' AND attempts = %(attempt)s
         """,
@@ -180,6 +241,7 @@ def _update_claimed(
             "result": Jsonb(result) if result is not None else None,
             "error": Jsonb(error) if error is not None else None,
             "steps": Jsonb(steps),
+            "cache_key": cache_key,
             "event_id": event_id,
             "attempt": attempt,
         },

@@ -7,6 +7,7 @@ travel only as user content, and the instructions say so.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from collections.abc import Callable
@@ -78,11 +79,17 @@ class Chain:
         self._begin(self.steps[0])
         return self.steps
 
-    def usage(self) -> dict[str, int]:
-        return {
-            "input_tokens": sum(step.input_tokens for step in self.steps),
-            "output_tokens": sum(step.output_tokens for step in self.steps),
-        }
+    def cache_key(self, guidelines: str) -> str:
+        """Same model, same prompts, same text up to whitespace: the same result can be reused."""
+        material = "\0".join((self.model, PROMPT_VERSION, normalize_whitespace(guidelines)))
+        return hashlib.sha256(material.encode()).hexdigest()
+
+    def cached_steps(self) -> list[Step]:
+        """Both steps done at once, with no tokens: nothing was asked of the LLM."""
+        for step in self.steps:
+            self._begin(step)
+            step.status, step.finished_at, step.latency_ms = StepStatus.COMPLETED, step.started_at, 0.0
+        return self.steps
 
     def _step(self, name: str, work: Callable[[], T]) -> T:
         step = next(step for step in self.steps if step.name == name)

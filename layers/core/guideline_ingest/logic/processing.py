@@ -1,8 +1,9 @@
 """Running one job from its queue message: claim, chain, store, exactly once.
 
 Outcomes of one delivery:
-- the job is finished (COMPLETED or FAILED) -> the message is acknowledged;
+- the job is finished (COMPLETED, FAILED, or CANCELLED while it ran) -> acknowledged;
 - the job is already finished (duplicate delivery) -> acknowledged, nothing runs;
+- the same input was processed before -> its result is reused without the LLM;
 - a transient failure, or another delivery holds the job -> the record fails and
   SQS delivers it again after the visibility timeout;
 - on the last attempt (the last delivery SQS will make, or the job's last allowed
@@ -16,11 +17,15 @@ from uuid import UUID
 
 from pydantic import BaseModel
 
+from guideline_ingest.config import ProcessSettings
 from guideline_ingest.dal import jobs
+from guideline_ingest.dal.jobs import Claim
 from guideline_ingest.logic.chain import Chain, ChainFailed, pending_steps
 from guideline_ingest.logic.retry import LLMUnavailable
-from guideline_ingest.models import JobError, Step
+from guideline_ingest.models import JobError, JobResult, Step
 from guideline_ingest.observability import logger, metrics
+
+FINISHED = ("COMPLETED", "FAILED", "CANCELLED")
 
 
 class JobMessage(BaseModel):
@@ -31,8 +36,12 @@ class JobNotClaimable(Exception):
     """The job does not exist yet/any more, or another delivery is running it."""
 
 
+class JobCancelled(Exception):
+    """The owner cancelled the job while it ran; it stops between steps."""
+
+
 def process_job(
-    message: JobMessage, *, chain: Chain, lease_seconds: float, receive_count: int, max_attempts: int
+    message: JobMessage, *, chain: Chain, lease_seconds: float, receive_count: int, settings: ProcessSettings
 ) -> None:
     event_id = message.event_id
     logger.set_correlation_id(str(event_id))
@@ -41,32 +50,55 @@ def process_job(
         _explain_unclaimable(event_id)
         return
     logger.info("job claimed", extra={"attempt": claim.attempt})
-    chain.on_progress = lambda steps: jobs.record_progress(event_id, claim.attempt, _stored(steps))
+    cache_key = chain.cache_key(claim.guidelines)
+    cached = jobs.find_cached_result(
+        cache_key, None if settings.cache_shared_across_api_keys else claim.owner
+    )
+    if cached is not None:
+        result = JobResult.model_validate(cached).model_copy(update={"cached": True})
+        _complete(event_id, claim, result, chain.cached_steps(), cache_key)
+        return
+    chain.on_progress = lambda steps: _record_progress(event_id, claim, steps)
     try:
         result = chain.run(claim.guidelines)
+    except JobCancelled:
+        logger.info("job cancelled while it ran; stopped between steps")
+        return
     except ChainFailed as failure:
         _fail(event_id, claim.attempt, failure.kind, failure.message, chain.steps)
         return
     except LLMUnavailable as unavailable:
-        if receive_count >= max_attempts or claim.attempt >= max_attempts:
+        if receive_count >= settings.max_receive_count or claim.attempt >= settings.max_receive_count:
             reason = f"Gave up after repeated attempts: {unavailable}."
             _fail(event_id, claim.attempt, "llm_unavailable", reason, chain.steps)
             return
         jobs.release_job(event_id, claim.attempt, _stored(pending_steps()))
         metrics.add_metric(name="JobsRetried", unit="Count", value=1)
         raise
-    if jobs.complete_job(event_id, claim.attempt, result.model_dump(mode="json"), _stored(chain.steps)):
+    _complete(event_id, claim, result, chain.steps, cache_key)
+
+
+def _record_progress(event_id: UUID, claim: Claim, steps: list[Step]) -> None:
+    if not jobs.record_progress(event_id, claim.attempt, _stored(steps)):
+        # Cancelled, or taken over after this attempt's lease expired: either way, stop.
+        raise JobCancelled(event_id)
+
+
+def _complete(event_id: UUID, claim: Claim, result: JobResult, steps: list[Step], cache_key: str) -> None:
+    if jobs.complete_job(event_id, claim.attempt, result.model_dump(mode="json"), _stored(steps), cache_key):
         metrics.add_metric(name="JobsCompleted", unit="Count", value=1)
-        logger.info("job completed", extra={"checklist_items": len(result.checklist), **chain.usage()})
-    else:
-        logger.warning(
-            "job result discarded: another attempt took the job over after this one's lease expired"
+        if result.cached:
+            metrics.add_metric(name="JobsServedFromCache", unit="Count", value=1)
+        logger.info(
+            "job completed", extra={"checklist_items": len(result.checklist), "cached": result.cached}
         )
+    else:
+        logger.warning("job result discarded: the job was cancelled or taken over by a newer attempt")
 
 
 def _explain_unclaimable(event_id: UUID) -> None:
     status = jobs.job_status(event_id)
-    if status in ("COMPLETED", "FAILED"):
+    if status in FINISHED:
         logger.info("duplicate delivery of a finished job ignored", extra={"status": status})
         return
     if status is None:

@@ -1,11 +1,13 @@
-"""Reading a job: owners see their own jobs; everyone else sees nothing."""
+"""Reading jobs: owners see their own jobs; everyone else sees nothing."""
 
 from __future__ import annotations
 
+import base64
+from datetime import datetime
 from uuid import UUID
 
 from guideline_ingest.dal import jobs
-from guideline_ingest.models import Job, Step, Usage
+from guideline_ingest.models import Job, JobPage, JobStatus, JobSummary, Step, Usage
 from guideline_ingest.pricing import estimated_cost_usd
 
 
@@ -17,6 +19,10 @@ def read_job(event_id: UUID, owner: str) -> Job:
     row = jobs.find_job(event_id, owner)
     if row is None:
         raise JobNotFound(event_id)
+    return job_from_row(row)
+
+
+def job_from_row(row: dict) -> Job:
     job = Job.model_validate(row)
     job.usage = usage_of(job.steps)
     return job
@@ -33,3 +39,29 @@ def usage_of(steps: list[Step]) -> Usage | None:
         output_tokens=sum(step.output_tokens for step in ran),
         estimated_cost_usd=None if None in costs else round(sum(costs), 8),
     )
+
+
+class InvalidCursor(Exception):
+    pass
+
+
+def list_jobs(owner: str, status: JobStatus | None, limit: int, cursor: str | None) -> JobPage:
+    """One page of the owner's jobs, newest first; the cursor is opaque to clients."""
+    after = _decode(cursor) if cursor else None
+    rows = jobs.list_jobs(owner, status.value if status else None, after, limit + 1)
+    page = [JobSummary.model_validate(row) for row in rows[:limit]]
+    more = len(rows) > limit
+    return JobPage(items=page, next_cursor=_encode(page[-1]) if more else None)
+
+
+def _encode(last: JobSummary) -> str:
+    position = f"{last.created_at.isoformat()}|{last.event_id}"
+    return base64.urlsafe_b64encode(position.encode()).decode().rstrip("=")
+
+
+def _decode(cursor: str) -> tuple[datetime, UUID]:
+    try:
+        created_at, event_id = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().split("|")
+        return datetime.fromisoformat(created_at), UUID(event_id)
+    except ValueError as error:  # binascii.Error and UnicodeDecodeError are ValueErrors too
+        raise InvalidCursor(cursor) from error
