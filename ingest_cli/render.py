@@ -118,7 +118,7 @@ def steps_table(steps: list[dict]) -> Table:
             if step.get("input_tokens") is not None and step.get("output_tokens") is not None
             else "-"
         )
-        latency = f"{step['latency_ms']:,} ms" if step.get("latency_ms") is not None else "-"
+        latency = f"{step['latency_ms']:,.0f} ms" if step.get("latency_ms") is not None else "-"
         table.add_row(
             Text(str(step.get("name", "?"))),
             styled_status(step.get("status")),

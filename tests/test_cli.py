@@ -165,6 +165,24 @@ def test_a_failed_job_exits_1_with_its_error(cli, document, offline_llm):
 # --- status, list, cancel -----------------------------------------------------------------------
 
 
+def test_cancel_a_running_job_then_cancel_again_is_refused(cli, document, offline_llm):
+    # The job cannot finish before the cancel arrives. First in its section so that the slowed call
+    # still in flight ends while later tests run, not while the stack shuts down.
+    offline_llm.set_faults(latency_ms=3000)
+    event_id = cli.json("submit", str(document))["event_id"]
+
+    code, out, err = cli("cancel", event_id)
+    status_code, status_out, _ = cli("status", event_id)
+    again_code, _, again_err = cli("cancel", event_id)
+
+    assert code == 0, err
+    assert "CANCELLED" in out
+    assert status_code == 1
+    assert "CANCELLED" in status_out
+    assert again_code == 1
+    assert "409" in again_err
+
+
 def test_status_shows_the_steps_and_the_result(cli, document):
     event_id = cli.json("submit", str(document), "--wait")["event_id"]
 
@@ -212,22 +230,6 @@ def test_list_filters_by_status(cli, document):
 
     assert page["items"]
     assert {item["status"] for item in page["items"]} == {"COMPLETED"}
-
-
-def test_cancel_a_running_job_then_cancel_again_is_refused(cli, document, offline_llm):
-    offline_llm.set_faults(latency_ms=3000)  # the job cannot finish before the cancel arrives
-    event_id = cli.json("submit", str(document))["event_id"]
-
-    code, out, err = cli("cancel", event_id)
-    status_code, status_out, _ = cli("status", event_id)
-    again_code, _, again_err = cli("cancel", event_id)
-
-    assert code == 0, err
-    assert "CANCELLED" in out
-    assert status_code == 1
-    assert "CANCELLED" in status_out
-    assert again_code == 1
-    assert "409" in again_err
 
 
 # --- errors -------------------------------------------------------------------------------------
