@@ -1,0 +1,197 @@
+"""The benchmark's parts work: load generator, statistics, statement counting, report and chart.
+
+No timings are asserted; `make bench` (or `python -m bench --quick`) runs the real thing.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import psycopg
+import pytest
+
+from bench import coldstart, queries, report
+from bench.load import Plan, drive
+from bench.stats import percentile, summarize
+
+
+class _Echo(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format, *args):
+        pass
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        self.rfile.read(length)
+        status = 202 if self.headers.get("x-api-key") == "key" else 403
+        payload = json.dumps({"event_id": f"id-{threading.get_ident()}"}).encode()
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+@pytest.fixture(scope="module")
+def server():
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield httpd.server_address[1]
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _plan(port: int, keep_alive: bool, api_key: str = "key") -> Plan:
+    return Plan(
+        host="127.0.0.1",
+        port=port,
+        method="POST",
+        paths=["/jobs"],
+        concurrency=3,
+        requests=12,
+        keep_alive=keep_alive,
+        expect=202,
+        headers={"x-api-key": api_key},
+        body=json.dumps({"guidelines": "Staff must lock screens."}),
+        collect="event_id",
+    )
+
+
+@pytest.mark.parametrize("keep_alive", [True, False])
+def test_the_load_generator_runs_every_request_in_its_own_process(server, keep_alive):
+    result = drive(_plan(server, keep_alive))
+
+    assert result["errors"] == 0
+    assert len(result["latencies_ms"]) == len(result["offsets_s"]) == len(result["collected"]) == 12
+    assert result["generator_cpu_s"] >= 0
+
+
+def test_unexpected_answers_count_as_errors(server):
+    result = drive(_plan(server, keep_alive=True, api_key="wrong"))
+
+    assert result["errors"] == 12
+    assert result["latencies_ms"] == []
+    assert result["error_samples"][0].startswith("HTTP 403")
+
+
+def test_percentiles_are_measured_values():
+    values = [float(v) for v in range(1, 101)]
+
+    assert percentile(values, 0.50) == 50
+    assert percentile(values, 0.99) == 99
+    summary = summarize(values, errors=2, wall_seconds=2.0)
+    assert (summary["requests"], summary["errors"], summary["max_ms"]) == (102, 2, 100)
+
+
+def test_statements_are_counted_per_application(database_url):
+    assert queries.available(database_url) is None
+    with queries.StatementLog(database_url) as log:
+        with psycopg.connect(database_url, autocommit=True, application_name="bench-smoke") as connection:
+            for _ in range(3):
+                connection.execute("SELECT count(*) FROM jobs WHERE owner = %s", ("nobody",))
+        found = log.statements()
+
+    counted = queries.per_request(found, "bench-smoke", 3)
+    assert counted["statements"] == 3
+    assert counted["per_request"] == 1
+    assert "FROM jobs WHERE owner = $1" in counted["distinct"][0]["statement"]
+
+
+def _scenario(target: str, concurrency: int, p99: float, errors: int = 0) -> dict:
+    return {
+        "target": target,
+        "label": target,
+        "concurrency": concurrency,
+        "client": "keep-alive",
+        "requests": 100,
+        "errors": errors,
+        "p50_ms": p99 / 2,
+        "p95_ms": p99 * 0.9,
+        "p99_ms": p99,
+        "max_ms": p99 * 1.2,
+        "throughput_rps": 100.0,
+        "generator_cpu_pct": 5.0,
+        "machine_cpu_busy_pct": 50.0,
+        "error_samples": [],
+    }
+
+
+@pytest.fixture(scope="module")
+def results():
+    floor = coldstart.measure("floor", coldstart.function_dirs()["floor"], runs=1)
+    status = dict(floor, function="status", imports=floor["imports"] | {"boto3": False})
+    return {
+        "date": "2026-01-01",
+        "started_at": "2026-01-01T00:00:00+0000",
+        "profile": "test",
+        "duration_s": 1.0,
+        "machine": {
+            "cpus": 2,
+            "python": "3.11",
+            "platform": "Linux",
+            "load_average_at_start": [0.1, 0.1, 0.1],
+        },
+        "api": {
+            "scenarios": [
+                _scenario("submit", 10, 40.0),
+                _scenario("floor_runner", 10, 30.0),
+                _scenario("floor_bare", 10, 25.0),
+                _scenario("submit", 50, 90.0, errors=1),
+            ],
+            "first_request_ms": {"submit": 900.0, "status": 800.0, "floor_runner": 500.0},
+            "environments": {"SubmitFunction": 10},
+            "queries": {"measured": False, "reason": "not in this test"},
+        },
+        "e2e": {
+            "jobs": 4,
+            "llm_latency_ms": 300,
+            "process_concurrency": 2,
+            "batch_size": 1,
+            "batching_window_s": 0,
+            "ideal_s": 1.2,
+            "wall_s": 1.5,
+            "ratio": 1.25,
+            "completed": 4,
+            "statuses": {"COMPLETED": 4},
+            "submit_errors": 0,
+            "submission_s": 0.1,
+            "completions_s": [0.7, 0.8, 1.4, 1.5],
+            "llm": {"requests": 8, "by_status": {"200": 8}},
+        },
+        "cold_start": {"handlers": [floor, status], "packages": {"built": False}},
+    }
+
+
+def test_the_minimal_handler_imports_no_framework(results):
+    floor = results["cold_start"]["handlers"][0]
+
+    assert floor["imports"]["openai"] is False
+    assert "aws_lambda_powertools" not in floor["third_party_packages"]
+    assert "psycopg" in floor["third_party_packages"]
+
+
+def test_targets_say_what_was_missed_and_by_how_much(results):
+    checks = {check["target"]: check for check in report.evaluate(results)}
+
+    assert checks["No errors at concurrency 50"]["met"] is False
+    assert checks["POST p99 at concurrency 10"]["met"] is True
+    assert checks["POST p99 at concurrency 10 vs minimal handler"]["measured"].startswith("1.33x")
+    assert checks["End to end, 4 jobs"]["gap"] == "0.2 s over"
+    assert checks["status imports neither boto3 nor openai"]["met"] is True
+    assert checks["submit and status packages contain no openai"]["measured"] == "not built"
+
+
+def test_the_report_has_tables_and_a_chart(results, tmp_path):
+    checks = report.evaluate(results)
+    text = report.markdown(results, checks, "chart.png")
+    report.chart(results, tmp_path / "chart.png")
+
+    assert "![latency" in text and "| submit |" in text and "**missed**" in text
+    assert (tmp_path / "chart.png").read_bytes().startswith(b"\x89PNG")
+    docs = tmp_path / "performance.md"
+    docs.write_text(f"intro\n{report.DOCS_START}\nSTALE SECTION\n{report.DOCS_END}\noutro\n")
+    assert report.update_docs(docs, text)
+    assert docs.read_text().startswith("intro\n") and "STALE SECTION" not in docs.read_text()
