@@ -54,6 +54,7 @@ GUIDELINES = """# Remote work security guidelines
 class Profile:
     name: str
     requests: dict[int, int]  # concurrency -> requests measured
+    clients: tuple[str, ...]
     warmup: int
     e2e_jobs: int
     coldstart_runs: int
@@ -61,10 +62,23 @@ class Profile:
 
 
 FULL = Profile(
-    "full", {1: 200, 10: 400, 50: 600}, warmup=100, e2e_jobs=200, coldstart_runs=7, counted_requests=20
+    "full",
+    {1: 200, 10: 300, 50: 400},
+    ("keep-alive", "new-connection"),
+    warmup=100,
+    e2e_jobs=200,
+    coldstart_runs=7,
+    counted_requests=20,
 )
+# A smoke for CI: every phase runs, on counts too small to mean anything.
 QUICK = Profile(
-    "quick", {1: 10, 10: 30, 50: 50}, warmup=50, e2e_jobs=10, coldstart_runs=1, counted_requests=5
+    "quick",
+    {1: 5, 10: 20, 50: 50},
+    ("keep-alive",),
+    warmup=20,
+    e2e_jobs=10,
+    coldstart_runs=1,
+    counted_requests=3,
 )
 
 
