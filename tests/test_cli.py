@@ -16,9 +16,11 @@ import uuid
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from devstack.stack import Stack
 from ingest_cli.__main__ import main
+from ingest_cli.render import WaitDisplay
 from ingest_cli.settings import resolve
 
 pytestmark = pytest.mark.integration
@@ -281,6 +283,27 @@ def test_empty_file(cli, tmp_path):
 
     assert code == 2
     assert "is empty" in err
+
+
+def test_the_live_line_shows_the_status_and_the_running_step():
+    display = WaitDisplay("the-event-id")
+    display.update(
+        {
+            "status": "PROCESSING",
+            "steps": [
+                {"name": "summarize", "status": "COMPLETED"},
+                {"name": "checklist", "status": "RUNNING"},
+            ],
+        }
+    )
+    console = Console(file=io.StringIO(), width=120)
+
+    console.print(display)
+
+    line = console.file.getvalue()
+    assert "PROCESSING  step 2/2 checklist" in line
+    assert "the-event-id" in line
+    assert " s " in line
 
 
 # --- settings -----------------------------------------------------------------------------------
