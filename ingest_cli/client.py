@@ -94,7 +94,7 @@ class Client:
                 why += " — is `make dev` running?"
         elif isinstance(reason, socket.gaierror):
             why = "unknown host"
-        elif isinstance(reason, TimeoutError | socket.timeout):
+        elif isinstance(reason, TimeoutError):
             why = f"no answer within {self.timeout:g} s"
         elif isinstance(reason, http.client.RemoteDisconnected | ConnectionResetError):
             why = "the connection was closed without an answer"
