@@ -34,6 +34,7 @@ class Plan:
     headers: dict[str, str] = field(default_factory=dict)
     body: str | None = None
     collect: str | None = None  # a member of the JSON answers to return, e.g. event_id
+    number_token: str | None = None  # replaced in the body by the request's number, to make each one unique
 
 
 @dataclass
@@ -57,10 +58,17 @@ def _cpu_busy() -> tuple[int, int] | None:
 
 
 def run(plan: Plan) -> dict:
-    body = plan.body.encode() if plan.body is not None else None
     headers = dict(plan.headers)
-    if body is not None:
+    if plan.body is not None:
         headers.setdefault("Content-Type", "application/json")
+
+    def body_of(ticket: int) -> bytes | None:
+        if plan.body is None:
+            return None
+        if plan.number_token:
+            return plan.body.replace(plan.number_token, str(ticket)).encode()
+        return plan.body.encode()
+
     if not plan.keep_alive:
         headers["Connection"] = "close"
     tickets = itertools.count()
@@ -76,7 +84,7 @@ def run(plan: Plan) -> dict:
             try:
                 if connection is None:
                     connection = http.client.HTTPConnection(plan.host, plan.port, timeout=60)
-                connection.request(plan.method, path, body=body, headers=headers)
+                connection.request(plan.method, path, body=body_of(ticket), headers=headers)
                 response = connection.getresponse()
                 payload = response.read()
                 elapsed = (time.perf_counter() - started) * 1000

@@ -47,7 +47,12 @@ GUIDELINES = """# Remote work security guidelines
 10. Managers should review their team's access rights every six months and remove what is unused.
 11. Backups are encrypted and tested monthly; restore tests must be documented.
 12. Visitors to the office must be accompanied at all times and sign the visitor log.
+
+Document reference: RW-SEC-{number}.
 """
+# Each submission gets its own reference number: identical documents would be served from the
+# service's result cache instead of the LLM, and the end-to-end run measures the LLM path.
+NUMBER = "{number}"
 
 
 @dataclass(frozen=True)
@@ -94,6 +99,7 @@ class Target:
     body: str | None = None
 
     def plan(self, concurrency: int, requests: int, keep_alive: bool, collect: str | None = None) -> Plan:
+        """`requests` requests from `concurrency` clients; NUMBER in the body becomes the request number."""
         url = urlsplit(self.base_url)
         return Plan(
             host=url.hostname,
@@ -107,6 +113,7 @@ class Target:
             headers={"x-api-key": self.api_key},
             body=self.body,
             collect=collect,
+            number_token=NUMBER if self.body and NUMBER in self.body else None,
         )
 
 

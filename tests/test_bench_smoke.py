@@ -5,6 +5,8 @@ No timings are asserted; `make bench` (or `python -m bench --quick`) runs the re
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,9 +27,9 @@ class _Echo(BaseHTTPRequestHandler):
 
     def do_POST(self):
         length = int(self.headers.get("Content-Length") or 0)
-        self.rfile.read(length)
+        body = self.rfile.read(length)
         status = 202 if self.headers.get("x-api-key") == "key" else 403
-        payload = json.dumps({"event_id": f"id-{threading.get_ident()}"}).encode()
+        payload = json.dumps({"event_id": hashlib.sha256(body).hexdigest()}).encode()
         self.send_response(status)
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
@@ -55,7 +57,7 @@ def _plan(port: int, keep_alive: bool, api_key: str = "key") -> Plan:
         keep_alive=keep_alive,
         expect=202,
         headers={"x-api-key": api_key},
-        body=json.dumps({"guidelines": "Staff must lock screens."}),
+        body=json.dumps({"guidelines": "Staff must lock screens. Reference {n}."}),
         collect="event_id",
     )
 
@@ -67,6 +69,13 @@ def test_the_load_generator_runs_every_request_in_its_own_process(server, keep_a
     assert result["errors"] == 0
     assert len(result["latencies_ms"]) == len(result["offsets_s"]) == len(result["collected"]) == 12
     assert result["generator_cpu_s"] >= 0
+
+
+def test_a_number_token_makes_every_body_unique(server):
+    plan = _plan(server, keep_alive=True)
+
+    assert len(set(drive(plan)["collected"])) == 1
+    assert len(set(drive(dataclasses.replace(plan, number_token="{n}"))["collected"])) == 12
 
 
 def test_unexpected_answers_count_as_errors(server):
