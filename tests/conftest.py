@@ -111,10 +111,14 @@ def environment(database_url, moto_endpoint, offline_llm):
             "OPENAI_MODEL": "gpt-4o-mini",
             "MAX_RECEIVE_COUNT": "5",
             "PENDING_GRACE_SECONDS": "60",
+            "WEBHOOK_SIGNING_SECRET": "test-webhook-signing-secret-0123456789abcdef",
+            "WEBHOOK_MAX_ATTEMPTS": "3",
         }
     )
     sqs = boto3.client("sqs")
     os.environ["JOBS_QUEUE_URL"] = create_queues(sqs).jobs
+    # One webhook queue for the session: tests pick their own job's messages from it.
+    os.environ["WEBHOOK_QUEUE_URL"] = create_queues(sqs).jobs
     return sqs
 
 
@@ -167,7 +171,7 @@ def load_function(name: str):
 
 @pytest.fixture(scope="session")
 def functions(environment):
-    return {name: load_function(name) for name in ("submit", "status", "process", "sweeper")}
+    return {name: load_function(name) for name in ("submit", "status", "process", "sweeper", "webhook")}
 
 
 class LambdaContext:

@@ -32,6 +32,7 @@ def test_a_pending_job_reads_back_with_retry_after(invoke, queues):
         "error",
         "steps",
         "usage",
+        "webhook",
     }
     assert response.body["status"] == "PENDING"
     assert response.body["result"] is None and response.body["error"] is None
@@ -62,7 +63,7 @@ def test_a_completed_job_has_its_result_and_no_retry_after(invoke, queues, datab
     response = http(invoke("status", status_event(event_id)))
 
     assert response.body["status"] == "COMPLETED"
-    assert response.body["result"] == result
+    assert response.body["result"] == {**result, "cached": False}
     assert "retry-after" not in response.headers
 
 
@@ -139,7 +140,13 @@ def test_openapi_document_describes_every_route_from_the_same_models(invoke):
     assert response.status == 200
     spec = response.body
     assert spec["openapi"].startswith("3.1")
-    assert set(spec["paths"]) == {"/jobs", "/jobs/{event_id}", "/health"}
+    assert set(spec["paths"]) == {
+        "/jobs",
+        "/jobs/{event_id}",
+        "/jobs/{event_id}/cancel",
+        "/health",
+        "/webhooks/secret",
+    }
     assert "202" in spec["paths"]["/jobs"]["post"]["responses"]
     request_schema = spec["components"]["schemas"]["SubmitJobRequest"]
     assert request_schema["properties"]["guidelines"]["maxLength"] == 200000

@@ -50,7 +50,7 @@ def test_a_pending_job_whose_message_was_lost_is_sent_again(invoke, sweeper, que
 
     report = invoke("sweeper", event("sweeper.json"))
 
-    assert report == {"requeued": 1, "failed": 0, "expired_idempotency_keys": 0}
+    assert report == {"requeued": 1, "failed": 0, "webhooks_requeued": 0, "expired_idempotency_keys": 0}
     [message] = queues.receive()
     assert json.loads(message["Body"]) == {"event_id": event_id}
     assert sweep(invoke) == (0, 0)

@@ -32,8 +32,8 @@ COMMON_ENV = {
 }
 DATABASE_ENV = {"DATABASE_URL", "DATABASE_SECRET_ARN"}  # one of the two, chosen by a Condition
 FUNCTION_ENV = {
-    "SubmitFunction": {"JOBS_QUEUE_URL"},
-    "StatusFunction": set(),
+    "SubmitFunction": {"JOBS_QUEUE_URL", "WEBHOOK_QUEUE_URL", "ALLOW_LOOPBACK_CALLBACKS"},
+    "StatusFunction": {"WEBHOOK_SIGNING_SECRET"},
     "ProcessFunction": {
         "OPENAI_MODEL",
         "OPENAI_BASE_URL",
@@ -42,8 +42,15 @@ FUNCTION_ENV = {
         "OPENAI_API_KEY_SECRET_ARN",
         "MAX_RECEIVE_COUNT",
         "CACHE_SHARED_ACROSS_API_KEYS",
+        "WEBHOOK_QUEUE_URL",
     },
-    "SweeperFunction": {"JOBS_QUEUE_URL", "MAX_RECEIVE_COUNT", "PENDING_GRACE_SECONDS"},
+    "SweeperFunction": {"JOBS_QUEUE_URL", "WEBHOOK_QUEUE_URL", "MAX_RECEIVE_COUNT", "PENDING_GRACE_SECONDS"},
+    "WebhookFunction": {
+        "WEBHOOK_QUEUE_URL",
+        "WEBHOOK_SIGNING_SECRET",
+        "WEBHOOK_MAX_ATTEMPTS",
+        "ALLOW_LOOPBACK_CALLBACKS",
+    },
 }
 # Set by the Lambda runtime or the secrets extension, never by the template.
 RUNTIME_ENV = re.compile(r"^(AWS_|LAMBDA_|_HANDLER$|PARAMETERS_SECRETS_EXTENSION_)")
@@ -93,7 +100,8 @@ def resolve_default(template: dict, value):
     if isinstance(value, dict) and "Ref" in value:
         name = value["Ref"]
         if name in template["Parameters"]:
-            return str(parameter_default(template, name))
+            # A parameter without a default is one `sam deploy --guided` asks for.
+            return str(template["Parameters"][name].get("Default", f"value-given-at-deploy-for-{name}"))
         return f"placeholder-for-{name}"
     if isinstance(value, dict) and "Fn::If" in value:
         return None

@@ -12,7 +12,8 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from guideline_ingest.config import process_settings
 from guideline_ingest.logic.chain import Chain
-from guideline_ingest.logic.processing import JobMessage, process_job
+from guideline_ingest.logic.processing import process_job
+from guideline_ingest.models import JobMessage
 from guideline_ingest.observability import logger, metrics
 from openai import OpenAI
 

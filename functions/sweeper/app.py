@@ -18,5 +18,4 @@ settings = sweeper_settings()
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict, context: LambdaContext) -> dict:
-    report = sweep(settings.jobs_queue_url, settings.pending_grace_seconds, settings.max_receive_count)
-    return asdict(report)
+    return asdict(sweep(settings))

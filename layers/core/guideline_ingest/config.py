@@ -26,9 +26,11 @@ def _load(model: type[BaseModel], **fields: str | None):
 
 class SubmitSettings(BaseModel):
     jobs_queue_url: str
+    webhook_queue_url: str
 
 
 class ProcessSettings(BaseModel):
+    webhook_queue_url: str
     openai_model: str = "gpt-4o-mini"
     openai_base_url: str | None = None
     openai_timeout_seconds: float = Field(default=60.0, gt=0)
@@ -39,6 +41,7 @@ class ProcessSettings(BaseModel):
 
 class SweeperSettings(BaseModel):
     jobs_queue_url: str
+    webhook_queue_url: str
     max_receive_count: PositiveInt = 5
     pending_grace_seconds: PositiveInt = 120
 
@@ -48,6 +51,7 @@ def submit_settings() -> SubmitSettings:
     return _load(
         SubmitSettings,
         jobs_queue_url=os.environ.get("JOBS_QUEUE_URL"),
+        webhook_queue_url=os.environ.get("WEBHOOK_QUEUE_URL"),
     )
 
 
@@ -60,6 +64,7 @@ def process_settings() -> ProcessSettings:
         openai_timeout_seconds=os.environ.get("OPENAI_TIMEOUT_SECONDS"),
         max_receive_count=os.environ.get("MAX_RECEIVE_COUNT"),
         cache_shared_across_api_keys=os.environ.get("CACHE_SHARED_ACROSS_API_KEYS"),
+        webhook_queue_url=os.environ.get("WEBHOOK_QUEUE_URL"),
     )
 
 
@@ -68,9 +73,34 @@ def sweeper_settings() -> SweeperSettings:
     return _load(
         SweeperSettings,
         jobs_queue_url=os.environ.get("JOBS_QUEUE_URL"),
+        webhook_queue_url=os.environ.get("WEBHOOK_QUEUE_URL"),
         max_receive_count=os.environ.get("MAX_RECEIVE_COUNT"),
         pending_grace_seconds=os.environ.get("PENDING_GRACE_SECONDS"),
     )
+
+
+class WebhookSettings(BaseModel):
+    webhook_queue_url: str
+    webhook_max_attempts: PositiveInt = 8
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+
+
+@cache
+def webhook_settings() -> WebhookSettings:
+    return _load(
+        WebhookSettings,
+        webhook_queue_url=os.environ.get("WEBHOOK_QUEUE_URL"),
+        webhook_max_attempts=os.environ.get("WEBHOOK_MAX_ATTEMPTS"),
+    )
+
+
+@cache
+def webhook_signing_secret() -> str:
+    """The key from which each API key's webhook secret is derived (status and webhook functions)."""
+    secret = os.environ.get("WEBHOOK_SIGNING_SECRET", "")
+    if len(secret) < 32:
+        raise ConfigurationError("WEBHOOK_SIGNING_SECRET must be set, at least 32 characters")
+    return secret
 
 
 def max_guidelines_chars() -> int:

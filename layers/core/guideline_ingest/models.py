@@ -11,9 +11,10 @@ from enum import StrEnum
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr, StringConstraints
 
 from guideline_ingest.config import max_guidelines_chars
+from guideline_ingest.webhooks import check_callback_url
 
 
 class JobStatus(StrEnum):
@@ -35,10 +36,25 @@ Guidelines = Annotated[
 ]
 
 
+CallbackUrl = Annotated[
+    StrictStr,
+    StringConstraints(max_length=2048),
+    AfterValidator(check_callback_url),
+    Field(description="https URL that receives the job document, signed, when the job ends"),
+]
+
+
 class SubmitJobRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     guidelines: Guidelines
+    callback_url: CallbackUrl | None = None
+
+
+class JobMessage(BaseModel):
+    """What the jobs and webhook queues carry: the id, never the text."""
+
+    event_id: UUID
 
 
 class JobAccepted(BaseModel):
@@ -111,6 +127,16 @@ class Usage(BaseModel):
     )
 
 
+class WebhookDelivery(BaseModel):
+    url: str
+    status: Literal["WAITING", "PENDING", "DELIVERED", "FAILED"] = Field(
+        description="WAITING until the job ends, then PENDING until delivered or given up"
+    )
+    attempts: int
+    last_error: str | None = None
+    delivered_at: datetime | None = None
+
+
 class Job(BaseModel):
     event_id: UUID
     status: JobStatus
@@ -122,6 +148,13 @@ class Job(BaseModel):
     usage: Usage | None = Field(
         default=None, description="Tokens of all steps so far and their estimated cost"
     )
+    webhook: WebhookDelivery | None = Field(
+        default=None, description="Delivery to callback_url, if one was given"
+    )
+
+
+class WebhookSecret(BaseModel):
+    secret: str = Field(description="HMAC-SHA256 key of the Webhook-Signature header for your API key")
 
 
 class JobSummary(BaseModel):

@@ -1,4 +1,4 @@
-"""The jobs queue. Messages carry only the event_id: the text stays in PostgreSQL."""
+"""The jobs and webhook queues. Messages carry only the event_id: the text stays in PostgreSQL."""
 
 from __future__ import annotations
 
@@ -48,3 +48,15 @@ def enqueue_jobs(queue_url: str, event_ids: list[UUID]) -> None:
             raise QueueUnavailable(str(error)) from error
         if response.get("Failed"):
             raise QueueUnavailable(f"{len(response['Failed'])} messages were not sent")
+
+
+def delay_redelivery(queue_url: str, receipt_handle: str, seconds: int) -> None:
+    """Show a failed message again only after `seconds`: backoff between SQS retries."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        _sqs().change_message_visibility(
+            QueueUrl=queue_url, ReceiptHandle=receipt_handle, VisibilityTimeout=seconds
+        )
+    except (BotoCoreError, ClientError) as error:
+        raise QueueUnavailable(str(error)) from error

@@ -17,7 +17,10 @@ router = Router()
     "/health",
     summary="Liveness and database check",
     tags=["operations"],
-    responses=problem_responses(HTTPStatus.SERVICE_UNAVAILABLE),
+    responses={
+        200: {"description": "Healthy", "content": {"application/json": {"model": Health}}},
+        **problem_responses(HTTPStatus.SERVICE_UNAVAILABLE),
+    },
 )
 def get_health() -> Health:
     ping_database()

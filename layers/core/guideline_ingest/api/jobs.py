@@ -12,11 +12,13 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Pat
 
 from guideline_ingest.api.problems import problem_responses, sends_json, unsupported_media_type
 from guideline_ingest.api.resolver import caller
+from guideline_ingest.config import webhook_signing_secret
 from guideline_ingest.logic.cancellation import cancel_job
 from guideline_ingest.logic.reading import list_jobs, read_job
 from guideline_ingest.logic.submission import submit_job
-from guideline_ingest.models import Job, JobAccepted, JobPage, JobStatus, SubmitJobRequest
+from guideline_ingest.models import Job, JobAccepted, JobPage, JobStatus, SubmitJobRequest, WebhookSecret
 from guideline_ingest.observability import logger
+from guideline_ingest.webhooks import signing_secret
 
 # How often a client should poll a job that is not finished, in seconds.
 POLL_INTERVAL_SECONDS = 2
@@ -37,6 +39,7 @@ reading = Router()
     responses={
         202: {"description": "Accepted", "content": {"application/json": {"model": JobAccepted}}},
         **problem_responses(
+            HTTPStatus.FORBIDDEN,
             HTTPStatus.BAD_REQUEST,
             HTTPStatus.CONFLICT,
             HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
@@ -61,9 +64,7 @@ def post_job(
     headers = writing.current_event.headers or {}
     if not sends_json(headers):
         return unsupported_media_type(headers.get("content-type"))
-    submitted = submit_job(
-        owner=caller(writing), guidelines=request.guidelines, idempotency_key=idempotency_key
-    )
+    submitted = submit_job(owner=caller(writing), request=request, idempotency_key=idempotency_key)
     response_headers = {"Location": f"/jobs/{submitted.job.event_id}"}
     if submitted.replayed:
         response_headers["Idempotent-Replayed"] = "true"
@@ -82,7 +83,7 @@ def post_job(
     security=SECURED,
     responses={
         200: {"description": "The job", "content": {"application/json": {"model": Job}}},
-        **problem_responses(HTTPStatus.NOT_FOUND, HTTPStatus.SERVICE_UNAVAILABLE),
+        **problem_responses(HTTPStatus.FORBIDDEN, HTTPStatus.NOT_FOUND, HTTPStatus.SERVICE_UNAVAILABLE),
     },
 )
 def get_job(event_id: Annotated[UUID, Path()]) -> Response[Job]:
@@ -99,7 +100,9 @@ def get_job(event_id: Annotated[UUID, Path()]) -> Response[Job]:
     security=SECURED,
     responses={
         200: {"description": "One page of jobs", "content": {"application/json": {"model": JobPage}}},
-        **problem_responses(HTTPStatus.UNPROCESSABLE_ENTITY, HTTPStatus.SERVICE_UNAVAILABLE),
+        **problem_responses(
+            HTTPStatus.FORBIDDEN, HTTPStatus.UNPROCESSABLE_ENTITY, HTTPStatus.SERVICE_UNAVAILABLE
+        ),
     },
 )
 def get_jobs(
@@ -120,8 +123,25 @@ def get_jobs(
     security=SECURED,
     responses={
         200: {"description": "The cancelled job", "content": {"application/json": {"model": Job}}},
-        **problem_responses(HTTPStatus.NOT_FOUND, HTTPStatus.CONFLICT, HTTPStatus.SERVICE_UNAVAILABLE),
+        **problem_responses(
+            HTTPStatus.FORBIDDEN, HTTPStatus.NOT_FOUND, HTTPStatus.CONFLICT, HTTPStatus.SERVICE_UNAVAILABLE
+        ),
     },
 )
 def post_cancel(event_id: Annotated[UUID, Path()]) -> Job:
     return cancel_job(event_id, owner=caller(writing))
+
+
+@reading.get(
+    "/webhooks/secret",
+    summary="Your webhook signing secret",
+    description="Webhook-Signature v1 is HMAC-SHA256(secret, Webhook-Timestamp + '.' + body).",
+    tags=["webhooks"],
+    security=SECURED,
+    responses={
+        200: {"description": "Your secret", "content": {"application/json": {"model": WebhookSecret}}},
+        **problem_responses(HTTPStatus.FORBIDDEN),
+    },
+)
+def get_webhook_secret() -> WebhookSecret:
+    return WebhookSecret(secret=signing_secret(webhook_signing_secret(), caller(reading)))

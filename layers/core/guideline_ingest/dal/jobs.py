@@ -16,26 +16,40 @@ class Claim:
     owner: str
     guidelines: str
     attempt: int
+    callback_url: str | None
 
 
-_JOB_COLUMNS = "event_id, status, created_at, updated_at, result, error, steps"
+_JOB_COLUMNS = (
+    "event_id, status, created_at, updated_at, result, error, steps,"
+    " callback_url, webhook_status, webhook_attempts, webhook_last_error, webhook_delivered_at"
+)
+# On every move to a final state: a job with a callback now has a webhook to deliver.
+_WEBHOOK_DUE = (
+    "webhook_status = CASE WHEN callback_url IS NOT NULL THEN 'PENDING' END,"
+    " webhook_enqueued_at = CASE WHEN callback_url IS NOT NULL THEN now() END"
+)
+# The sweeper re-sends a delivery whose message has been silent this long (past all backoff).
+WEBHOOK_LOST_AFTER_SECONDS = 3600
 IDEMPOTENCY_RETENTION_HOURS = 24
 # A keyed request not finished after this long died; its job exists and the sweeper sends it.
 IN_FLIGHT_SECONDS = 30
 
 
-def insert_job(event_id: UUID, owner: str, guidelines: str) -> dict:
+def insert_job(event_id: UUID, owner: str, guidelines: str, callback_url: str | None) -> dict:
     return (
         connection()
         .execute(
-            f"INSERT INTO jobs (event_id, owner, guidelines) VALUES (%s, %s, %s) RETURNING {_JOB_COLUMNS}",  # noqa: S608 - constant column list
-            (event_id, owner, guidelines),
+            f"INSERT INTO jobs (event_id, owner, guidelines, callback_url) VALUES (%s, %s, %s, %s)"  # noqa: S608 - constant column list
+            f" RETURNING {_JOB_COLUMNS}",
+            (event_id, owner, guidelines, callback_url),
         )
         .fetchone()
     )
 
 
-def insert_job_once(event_id: UUID, owner: str, guidelines: str, key: str, request_hash: str) -> dict | None:
+def insert_job_once(
+    event_id: UUID, owner: str, guidelines: str, callback_url: str | None, key: str, request_hash: str
+) -> dict | None:
     """Insert the job and its idempotency key in one statement; None when the key is live already.
 
     A key older than the retention is taken over, as if it had been deleted.
@@ -53,8 +67,9 @@ def insert_job_once(event_id: UUID, owner: str, guidelines: str, key: str, reque
                  WHERE k.created_at < now() - make_interval(hours => %(retention_hours)s)
                 RETURNING 1
             )
-            INSERT INTO jobs (event_id, owner, guidelines)
-            SELECT %(event_id)s, %(owner)s, %(guidelines)s WHERE EXISTS (SELECT 1 FROM claimed)
+            INSERT INTO jobs (event_id, owner, guidelines, callback_url)
+            SELECT %(event_id)s, %(owner)s, %(guidelines)s, %(callback_url)s
+             WHERE EXISTS (SELECT 1 FROM claimed)
             RETURNING {_JOB_COLUMNS}
             """,  # noqa: S608 - constant column list
             {
@@ -63,6 +78,7 @@ def insert_job_once(event_id: UUID, owner: str, guidelines: str, key: str, reque
                 "hash": request_hash,
                 "event_id": event_id,
                 "guidelines": guidelines,
+                "callback_url": callback_url,
                 "retention_hours": IDEMPOTENCY_RETENTION_HOURS,
             },
         )
@@ -123,7 +139,7 @@ def cancel_job(event_id: UUID, owner: str) -> dict | None:
         connection()
         .execute(
             f"""
-            UPDATE jobs SET status = 'CANCELLED', lease_expires_at = NULL, updated_at = now()
+            UPDATE jobs SET status = 'CANCELLED', lease_expires_at = NULL, updated_at = now(), {_WEBHOOK_DUE}
              WHERE event_id = %s AND owner = %s AND status IN ('PENDING', 'PROCESSING')
          RETURNING {_JOB_COLUMNS}
             """,  # noqa: S608 - constant column list
@@ -192,13 +208,20 @@ def claim_job(event_id: UUID, lease_seconds: float, steps: list[dict]) -> Claim 
                    lease_expires_at = now() + make_interval(secs => %s)
              WHERE event_id = %s
                AND (status = 'PENDING' OR (status = 'PROCESSING' AND lease_expires_at < now()))
-         RETURNING owner, guidelines, attempts
+         RETURNING owner, guidelines, attempts, callback_url
             """,
             (Jsonb(steps), lease_seconds, event_id),
         )
         .fetchone()
     )
-    return Claim(owner=row["owner"], guidelines=row["guidelines"], attempt=row["attempts"]) if row else None
+    if row is None:
+        return None
+    return Claim(
+        owner=row["owner"],
+        guidelines=row["guidelines"],
+        attempt=row["attempts"],
+        callback_url=row["callback_url"],
+    )
 
 
 def record_progress(event_id: UUID, attempt: int, steps: list[dict]) -> bool:
@@ -233,11 +256,14 @@ def _update_claimed(
         UPDATE jobs
            SET status = %(status)s, result = %(result)s, error = %(error)s, steps = %(steps)s,
                cache_key = %(cache_key)s, updated_at = now(),
-               lease_expires_at = CASE WHEN %(status)s::text = 'PROCESSING' THEN lease_expires_at END
+               lease_expires_at = CASE WHEN %(status)s::text = 'PROCESSING' THEN lease_expires_at END,
+               webhook_status = CASE WHEN %(final)s AND callback_url IS NOT NULL THEN 'PENDING' END,
+               webhook_enqueued_at = CASE WHEN %(final)s AND callback_url IS NOT NULL THEN now() END
          WHERE event_id = %(event_id)s AND status = 'PROCESSING' AND attempts = %(attempt)s
         """,
         {
             "status": status,
+            "final": status in ("COMPLETED", "FAILED"),
             "result": Jsonb(result) if result is not None else None,
             "error": Jsonb(error) if error is not None else None,
             "steps": Jsonb(steps),
@@ -249,22 +275,27 @@ def _update_claimed(
     return cursor.rowcount == 1
 
 
-def fail_abandoned_jobs(max_attempts: int) -> list[UUID]:
-    """Jobs whose workers died `max_attempts` times end FAILED instead of running for ever."""
-    rows = connection().execute(
-        """
+def fail_abandoned_jobs(max_attempts: int) -> list[dict]:
+    """Jobs whose workers died `max_attempts` times end FAILED instead of running for ever.
+
+    Returns their event_id and whether a webhook is now due."""
+    return (
+        connection()
+        .execute(
+            f"""
         UPDATE jobs
-           SET status = 'FAILED', lease_expires_at = NULL, updated_at = now(),
+           SET status = 'FAILED', lease_expires_at = NULL, updated_at = now(), {_WEBHOOK_DUE},
                error = jsonb_build_object(
                    'type', 'attempts_exhausted',
                    'message', 'The job was started ' || attempts || ' times and never finished; '
                               || 'it was given up.')
          WHERE status = 'PROCESSING' AND lease_expires_at < now() AND attempts >= %s
-     RETURNING event_id
-        """,
-        (max_attempts,),
+     RETURNING event_id, webhook_status IS NOT NULL AS webhook_due
+        """,  # noqa: S608 - constant SQL fragment
+            (max_attempts,),
+        )
+        .fetchall()
     )
-    return [row["event_id"] for row in rows]
 
 
 def mark_forgotten_jobs_enqueued(grace_seconds: float, limit: int) -> list[UUID]:
@@ -283,6 +314,58 @@ def mark_forgotten_jobs_enqueued(grace_seconds: float, limit: int) -> list[UUID]
      RETURNING event_id
         """,
         (grace_seconds, limit),
+    )
+    return [row["event_id"] for row in rows]
+
+
+def find_webhook_delivery(event_id: UUID) -> dict | None:
+    """The job document and delivery state, for the webhook function (any owner: it has no caller)."""
+    return (
+        connection()
+        .execute(f"SELECT owner, {_JOB_COLUMNS} FROM jobs WHERE event_id = %s", (event_id,))  # noqa: S608 - constant column list
+        .fetchone()
+    )
+
+
+def record_webhook_attempt(event_id: UUID, error: str) -> None:
+    connection().execute(
+        """
+        UPDATE jobs
+           SET webhook_attempts = webhook_attempts + 1, webhook_last_error = %s, webhook_enqueued_at = now()
+         WHERE event_id = %s AND webhook_status = 'PENDING'
+        """,
+        (error, event_id),
+    )
+
+
+def finish_webhook(event_id: UUID, delivered: bool, error: str | None) -> None:
+    connection().execute(
+        """
+        UPDATE jobs
+           SET webhook_status = CASE WHEN %(delivered)s THEN 'DELIVERED' ELSE 'FAILED' END,
+               webhook_attempts = webhook_attempts + 1, webhook_last_error = %(error)s,
+               webhook_delivered_at = CASE WHEN %(delivered)s THEN now() END
+         WHERE event_id = %(event_id)s AND webhook_status = 'PENDING'
+        """,
+        {"delivered": delivered, "error": error, "event_id": event_id},
+    )
+
+
+def mark_lost_webhooks_enqueued(limit: int) -> list[UUID]:
+    """Deliveries still PENDING whose message has been silent for longer than any backoff."""
+    rows = connection().execute(
+        """
+        UPDATE jobs SET webhook_enqueued_at = now()
+         WHERE event_id IN (
+               SELECT event_id FROM jobs
+                WHERE webhook_status = 'PENDING'
+                  AND webhook_enqueued_at < now() - make_interval(secs => %s)
+                ORDER BY webhook_enqueued_at
+                LIMIT %s
+                  FOR UPDATE SKIP LOCKED)
+     RETURNING event_id
+        """,
+        (WEBHOOK_LOST_AFTER_SECONDS, limit),
     )
     return [row["event_id"] for row in rows]
 

@@ -15,21 +15,16 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from pydantic import BaseModel
-
 from guideline_ingest.config import ProcessSettings
 from guideline_ingest.dal import jobs
 from guideline_ingest.dal.jobs import Claim
 from guideline_ingest.logic.chain import Chain, ChainFailed, pending_steps
+from guideline_ingest.logic.notification import announce_finished
 from guideline_ingest.logic.retry import LLMUnavailable
-from guideline_ingest.models import JobError, JobResult, Step
+from guideline_ingest.models import JobError, JobMessage, JobResult, Step
 from guideline_ingest.observability import logger, metrics
 
 FINISHED = ("COMPLETED", "FAILED", "CANCELLED")
-
-
-class JobMessage(BaseModel):
-    event_id: UUID
 
 
 class JobNotClaimable(Exception):
@@ -56,7 +51,7 @@ def process_job(
     )
     if cached is not None:
         result = JobResult.model_validate(cached).model_copy(update={"cached": True})
-        _complete(event_id, claim, result, chain.cached_steps(), cache_key)
+        _complete(event_id, claim, result, chain.cached_steps(), cache_key, settings)
         return
     chain.on_progress = lambda steps: _record_progress(event_id, claim, steps)
     try:
@@ -65,17 +60,17 @@ def process_job(
         logger.info("job cancelled while it ran; stopped between steps")
         return
     except ChainFailed as failure:
-        _fail(event_id, claim.attempt, failure.kind, failure.message, chain.steps)
+        _fail(event_id, claim, failure.kind, failure.message, chain.steps, settings)
         return
     except LLMUnavailable as unavailable:
         if receive_count >= settings.max_receive_count or claim.attempt >= settings.max_receive_count:
             reason = f"Gave up after repeated attempts: {unavailable}."
-            _fail(event_id, claim.attempt, "llm_unavailable", reason, chain.steps)
+            _fail(event_id, claim, "llm_unavailable", reason, chain.steps, settings)
             return
         jobs.release_job(event_id, claim.attempt, _stored(pending_steps()))
         metrics.add_metric(name="JobsRetried", unit="Count", value=1)
         raise
-    _complete(event_id, claim, result, chain.steps, cache_key)
+    _complete(event_id, claim, result, chain.steps, cache_key, settings)
 
 
 def _record_progress(event_id: UUID, claim: Claim, steps: list[Step]) -> None:
@@ -84,7 +79,14 @@ def _record_progress(event_id: UUID, claim: Claim, steps: list[Step]) -> None:
         raise JobCancelled(event_id)
 
 
-def _complete(event_id: UUID, claim: Claim, result: JobResult, steps: list[Step], cache_key: str) -> None:
+def _complete(
+    event_id: UUID,
+    claim: Claim,
+    result: JobResult,
+    steps: list[Step],
+    cache_key: str,
+    settings: ProcessSettings,
+) -> None:
     if jobs.complete_job(event_id, claim.attempt, result.model_dump(mode="json"), _stored(steps), cache_key):
         metrics.add_metric(name="JobsCompleted", unit="Count", value=1)
         if result.cached:
@@ -92,6 +94,7 @@ def _complete(event_id: UUID, claim: Claim, result: JobResult, steps: list[Step]
         logger.info(
             "job completed", extra={"checklist_items": len(result.checklist), "cached": result.cached}
         )
+        _announce(event_id, claim, settings)
     else:
         logger.warning("job result discarded: the job was cancelled or taken over by a newer attempt")
 
@@ -106,11 +109,19 @@ def _explain_unclaimable(event_id: UUID) -> None:
     raise JobNotClaimable(f"job {event_id} is being processed by another delivery")
 
 
-def _fail(event_id: UUID, attempt: int, kind: str, message: str, steps: list[Step]) -> None:
+def _fail(
+    event_id: UUID, claim: Claim, kind: str, message: str, steps: list[Step], settings: ProcessSettings
+) -> None:
     error = JobError(type=kind, message=message)
-    if jobs.fail_job(event_id, attempt, error.model_dump(), _stored(steps)):
+    if jobs.fail_job(event_id, claim.attempt, error.model_dump(), _stored(steps)):
         metrics.add_metric(name="JobsFailed", unit="Count", value=1)
         logger.warning("job failed", extra={"error_type": kind})
+        _announce(event_id, claim, settings)
+
+
+def _announce(event_id: UUID, claim: Claim, settings: ProcessSettings) -> None:
+    if claim.callback_url:
+        announce_finished(settings.webhook_queue_url, event_id)
 
 
 def _stored(steps: list[Step]) -> list[dict]:

@@ -7,7 +7,7 @@ from datetime import datetime
 from uuid import UUID
 
 from guideline_ingest.dal import jobs
-from guideline_ingest.models import Job, JobPage, JobStatus, JobSummary, Step, Usage
+from guideline_ingest.models import Job, JobPage, JobStatus, JobSummary, Step, Usage, WebhookDelivery
 from guideline_ingest.pricing import estimated_cost_usd
 
 
@@ -25,6 +25,14 @@ def read_job(event_id: UUID, owner: str) -> Job:
 def job_from_row(row: dict) -> Job:
     job = Job.model_validate(row)
     job.usage = usage_of(job.steps)
+    if row.get("callback_url"):
+        job.webhook = WebhookDelivery(
+            url=row["callback_url"],
+            status=row["webhook_status"] or "WAITING",
+            attempts=row["webhook_attempts"],
+            last_error=row["webhook_last_error"],
+            delivered_at=row["webhook_delivered_at"],
+        )
     return job
 
 

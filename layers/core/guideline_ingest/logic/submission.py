@@ -12,7 +12,7 @@ from uuid import UUID, uuid4
 
 from guideline_ingest.config import submit_settings
 from guideline_ingest.dal import jobs
-from guideline_ingest.models import JobAccepted
+from guideline_ingest.models import JobAccepted, SubmitJobRequest
 from guideline_ingest.observability import logger, metrics
 from guideline_ingest.queue import QueueUnavailable, enqueue_job
 
@@ -31,15 +31,18 @@ class Submission:
     replayed: bool = False
 
 
-def submit_job(owner: str, guidelines: str, idempotency_key: str | None = None) -> Submission:
+def submit_job(owner: str, request: SubmitJobRequest, idempotency_key: str | None = None) -> Submission:
     event_id = uuid4()
     logger.set_correlation_id(str(event_id))
+    guidelines, callback_url = request.guidelines, request.callback_url
     if idempotency_key is None:
-        row = jobs.insert_job(event_id, owner, guidelines)
+        row = jobs.insert_job(event_id, owner, guidelines, callback_url)
     else:
-        row = jobs.insert_job_once(event_id, owner, guidelines, idempotency_key, _fingerprint(guidelines))
+        row = jobs.insert_job_once(
+            event_id, owner, guidelines, callback_url, idempotency_key, _fingerprint(request)
+        )
         if row is None:
-            return Submission(job=_replay(owner, idempotency_key, guidelines), replayed=True)
+            return Submission(job=_replay(owner, idempotency_key, request), replayed=True)
     # The row is committed before the send: a message must never arrive before its job.
     try:
         enqueue_job(submit_settings().jobs_queue_url, event_id)
@@ -53,12 +56,12 @@ def submit_job(owner: str, guidelines: str, idempotency_key: str | None = None) 
     return Submission(job=_accepted(row))
 
 
-def _replay(owner: str, key: str, guidelines: str) -> JobAccepted:
+def _replay(owner: str, key: str, request: SubmitJobRequest) -> JobAccepted:
     existing = jobs.find_idempotent_job(owner, key)
     if existing is None:
         # The first request's job was just removed (its enqueue failed): the client may retry.
         raise IdempotentRequestInFlight(key)
-    if existing["request_hash"] != _fingerprint(guidelines):
+    if existing["request_hash"] != _fingerprint(request):
         raise IdempotencyKeyReused(key)
     if not existing["completed"] and existing["recent"]:
         raise IdempotentRequestInFlight(key)
@@ -71,8 +74,8 @@ def _accepted(row: dict) -> JobAccepted:
     return JobAccepted(event_id=row["event_id"], status=row["status"], created_at=row["created_at"])
 
 
-def _fingerprint(guidelines: str) -> str:
-    return hashlib.sha256(guidelines.encode()).hexdigest()
+def _fingerprint(request: SubmitJobRequest) -> str:
+    return hashlib.sha256(request.model_dump_json().encode()).hexdigest()
 
 
 def _forget(event_id: UUID) -> None:

@@ -3,14 +3,16 @@
 A job can lose its message: the submit function died between the INSERT and the
 send, or a worker died holding it and its message was then moved to the DLQ.
 Every run re-sends jobs that have waited longer than the grace period with no
-live claim, fails jobs whose workers died too many times, and forgets
-idempotency keys past their retention.
+live claim, fails jobs whose workers died too many times, re-sends webhook
+deliveries whose message was lost, and forgets idempotency keys past their
+retention.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
+from guideline_ingest.config import SweeperSettings
 from guideline_ingest.dal import jobs
 from guideline_ingest.observability import logger, metrics
 from guideline_ingest.queue import enqueue_jobs
@@ -23,16 +25,27 @@ BATCH_LIMIT = 500
 class SweepReport:
     requeued: int
     failed: int
+    webhooks_requeued: int
     expired_idempotency_keys: int
 
 
-def sweep(queue_url: str, grace_seconds: float, max_attempts: int) -> SweepReport:
-    failed = jobs.fail_abandoned_jobs(max_attempts)
-    forgotten = jobs.mark_forgotten_jobs_enqueued(grace_seconds, BATCH_LIMIT)
-    enqueue_jobs(queue_url, forgotten)
+def sweep(settings: SweeperSettings) -> SweepReport:
+    failed = jobs.fail_abandoned_jobs(settings.max_receive_count)
+    forgotten = jobs.mark_forgotten_jobs_enqueued(settings.pending_grace_seconds, BATCH_LIMIT)
+    enqueue_jobs(settings.jobs_queue_url, forgotten)
+    # Webhooks of the jobs failed just now, and deliveries whose message was lost.
+    webhooks = [row["event_id"] for row in failed if row["webhook_due"]]
+    webhooks += jobs.mark_lost_webhooks_enqueued(BATCH_LIMIT)
+    enqueue_jobs(settings.webhook_queue_url, webhooks)
     expired_keys = jobs.delete_expired_idempotency_keys()
-    if failed or forgotten:
-        logger.info("sweep", extra={"requeued": len(forgotten), "failed": len(failed)})
+    report = SweepReport(
+        requeued=len(forgotten),
+        failed=len(failed),
+        webhooks_requeued=len(webhooks),
+        expired_idempotency_keys=expired_keys,
+    )
+    if failed or forgotten or webhooks:
+        logger.info("sweep", extra=asdict(report))
     metrics.add_metric(name="JobsRequeued", unit="Count", value=len(forgotten))
     metrics.add_metric(name="JobsAbandoned", unit="Count", value=len(failed))
-    return SweepReport(requeued=len(forgotten), failed=len(failed), expired_idempotency_keys=expired_keys)
+    return report
