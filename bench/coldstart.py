@@ -57,7 +57,20 @@ def function_dirs() -> dict[str, Path]:
     return dirs
 
 
-def _environment(code_dir: Path) -> dict[str, str]:
+def _template_environment(name: str) -> dict[str, str]:
+    """The function's variables from the template; endpoints only the cloud knows get placeholders."""
+    from devstack.template import UNRESOLVED, load_template
+
+    template = load_template(ROOT / "infra" / "template.yaml")
+    if name not in {spec.short_name for spec in template.functions.values()}:
+        return {}
+    return {
+        variable: "http://127.0.0.1:9/123456789012/never-used" if value is UNRESOLVED else str(value)
+        for variable, value in template.function(name).environment.items()
+    }
+
+
+def _environment(code_dir: Path, name: str) -> dict[str, str]:
     """What Lambda and the template give a function; nothing is reached during init."""
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
     env.update(
@@ -79,17 +92,18 @@ def _environment(code_dir: Path) -> dict[str, str]:
             "OPENAI_MODEL": "gpt-4o-mini",
         }
     )
+    env.update(_template_environment(name))
     return env
 
 
-def _run(code: str, code_dir: Path, stdin: str = "") -> dict:
+def _run(code: str, code_dir: Path, env: dict[str, str], stdin: str = "") -> dict:
     completed = subprocess.run(  # noqa: S603 - our own interpreter and code
         [sys.executable, "-P", "-c", code],
         input=stdin,
         capture_output=True,
         text=True,
         cwd=code_dir,
-        env=_environment(code_dir),
+        env=env,
         timeout=120,
         check=False,
     )
@@ -103,13 +117,14 @@ def measure(name: str, code_dir: Path, runs: int) -> dict:
     init_code = _INIT.format(
         paths=paths, ours=[str(ROOT / "layers"), str(ROOT / "functions"), str(ROOT / "bench")]
     )
+    env = _environment(code_dir, name)
     inits, deps = [], []
     first = None
     for _ in range(runs):
-        result = _run(init_code, code_dir)
+        result = _run(init_code, code_dir, env)
         first = first or result
         inits.append(result["init_ms"])
-        deps.append(_run(_DEPS, code_dir, json.dumps(result["third_party"]))["deps_ms"])
+        deps.append(_run(_DEPS, code_dir, env, json.dumps(result["third_party"]))["deps_ms"])
     init_ms, deps_ms = statistics.median(inits), statistics.median(deps)
     loaded = set(first["modules"])
     return {

@@ -283,7 +283,7 @@ def _queries(counted: dict) -> str:
 
 def _e2e(e2e: dict) -> str:
     llm = e2e["llm"]
-    return (
+    text = (
         f"**End to end**: {e2e['jobs']} jobs submitted at concurrency 10 (in {e2e['submission_s']} s), "
         f"offline LLM at {e2e['llm_latency_ms']} ms per call, process concurrency "
         f"{e2e['process_concurrency']} (template), batch size {e2e['batch_size']}, batching window "
@@ -292,6 +292,26 @@ def _e2e(e2e: dict) -> str:
         f"{_ms(e2e['wall_s'])} s = **{e2e['ratio']}x ideal**. Final statuses {e2e['statuses']}, "
         f"submit errors {e2e['submit_errors']}, LLM calls {llm['requests']} by status {llm['by_status']}."
     )
+    per_job = e2e.get("per_job")
+    if per_job:
+        first = ", ".join(f"{d:.0f}" for d in per_job["first_invocations_ms"])
+        text += (
+            f"\n\nAt steady state (middle half of the run) each job occupies a process environment for "
+            f"{per_job['cycle_ms']:.0f} ms: the invocation takes "
+            f"{per_job['invocation_median_ms']:.0f} ms (median; {per_job['llm_ms']} ms of it is the LLM, "
+            f"{per_job['in_function_ms']:.0f} ms the function's own work), "
+            f"and {per_job['between_invocations_ms']:.0f} ms pass between invocations (event source polling, "
+            f"SQS receive and delete). The first invocation of each environment took {first} ms."
+        )
+    counted = e2e.get("statements")
+    if counted and counted["measured"]:
+        process = counted["process"]
+        statements = "; ".join(f"{d['count']}x `{d['statement'][:60]}...`" for d in process["distinct"])
+        text += (
+            f"\n\nStatements per processed job ({process['requests']} more jobs, counted as above): "
+            f"**{process['per_request']}** ({statements})."
+        )
+    return text
 
 
 def _cold_start(cold: dict) -> str:

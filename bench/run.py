@@ -364,15 +364,21 @@ def e2e_phase(profile: Profile, data_dir: Path, say) -> dict:
         blank.expect = 422  # rejected before the database: starts environments, creates no job
         drive(blank.plan(10, 10, keep_alive=False))
         stack.offline_llm.reset_stats()
+        invocations = _Invocations(stack.pools[process.logical_id])
 
         say(f"{jobs} jobs, offline LLM at {E2E_LLM_LATENCY_MS} ms per call, ideal {ideal:.1f} s")
         submit = submission("submit", "POST /jobs", stack.base_url, stack.api_key)
         loader = start(submit.plan(10, jobs, keep_alive=True, collect="event_id"))
         progress, finished = _watch_jobs(stack.database_url, jobs, deadline=time.time() + max(60, 5 * ideal))
         submitted = finish(loader)
+        llm = stack.offline_llm.stats()
         started_at = submitted["started_at"]
         completions = [round(at - started_at, 3) for at in finished]
         wall = completions[-1] if len(completions) == jobs else None
+        per_job = _per_job(completions, invocations.durations_ms, concurrency)
+
+        say("statements per processed job")
+        counted = _count_process_statements(stack, jobs, max(2, profile.counted_requests // 2))
         return {
             "jobs": jobs,
             "llm_latency_ms": E2E_LLM_LATENCY_MS,
@@ -388,8 +394,63 @@ def e2e_phase(profile: Profile, data_dir: Path, say) -> dict:
             "submit_errors": submitted["errors"],
             "submission_s": round(max(submitted["offsets_s"], default=0), 2),
             "completions_s": completions,
-            "llm": stack.offline_llm.stats(),
+            "llm": llm,
+            "per_job": per_job,
+            "statements": counted,
         }
+
+
+class _Invocations:
+    """How long each process invocation took, as the runner's pool measured it."""
+
+    def __init__(self, pool):
+        self.durations_ms: list[float] = []
+        invoke = pool.invoke
+
+        def timed(event):
+            invocation = invoke(event)
+            self.durations_ms.append(invocation.duration_ms)
+            return invocation
+
+        pool.invoke = timed
+
+
+def _per_job(completions: list[float], durations_ms: list[float], concurrency: int) -> dict | None:
+    """Where a job's time goes at steady state: inside the function, and between invocations."""
+    if len(completions) < 8 or len(durations_ms) <= concurrency:
+        return None
+    # The middle half of the run: no start-up, no tail.
+    quarter = len(completions) // 4
+    rate = (len(completions) - 2 * quarter) / (completions[-quarter - 1] - completions[quarter])
+    cycle_ms = 1000 * concurrency / rate
+    later = sorted(durations_ms[concurrency:])
+    invocation_ms = later[len(later) // 2]
+    return {
+        "cycle_ms": round(cycle_ms, 1),  # one job's share of one process environment's time
+        "invocation_median_ms": round(invocation_ms, 1),
+        "first_invocations_ms": [round(d, 1) for d in durations_ms[:concurrency]],
+        "llm_ms": 2 * E2E_LLM_LATENCY_MS,
+        "in_function_ms": round(invocation_ms - 2 * E2E_LLM_LATENCY_MS, 1),
+        "between_invocations_ms": round(cycle_ms - invocation_ms, 1),
+    }
+
+
+def _count_process_statements(stack, done: int, jobs: int) -> dict:
+    unavailable = queries.available(stack.database_url)
+    if unavailable:
+        return {"measured": False, "reason": unavailable}
+    # Numbered apart from the timed jobs, so none of them is a cache hit.
+    guidelines = GUIDELINES.replace("RW-SEC-", "RW-SEC-COUNTED-")
+    submit = submission("submit", "POST /jobs", stack.base_url, stack.api_key, guidelines=guidelines)
+    with queries.StatementLog(stack.database_url) as log:
+        drive(submit.plan(1, jobs, keep_alive=True))
+        _watch_jobs(stack.database_url, done + jobs, deadline=time.time() + 60)
+        found = log.statements()
+    return {
+        "measured": True,
+        "process": queries.per_request(found, "ProcessFunction", jobs),
+        "submit": queries.per_request(found, "SubmitFunction", jobs),
+    }
 
 
 def _watch_jobs(database_url: str, jobs: int, deadline: float) -> tuple[dict, list[float]]:
