@@ -15,8 +15,10 @@ from collections import Counter, defaultdict
 import psycopg
 
 _PREFIX = "%m [%p] app=%a "
+# Each log entry starts with the prefix; a statement's own newlines continue the entry.
+_ENTRY = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+ \S+ \[\d+\] app=", re.M)
 # `statement:` for simple queries, `execute <name>:` for the extended protocol psycopg uses.
-_STATEMENT = re.compile(r"app=(\S*) LOG:\s+(?:statement|execute [^:]*): (.*)")
+_STATEMENT = re.compile(r"(\S*) LOG:\s+(?:statement|execute [^:]*): (.*)", re.S)
 
 
 class StatementLog:
@@ -56,8 +58,9 @@ class StatementLog:
             "SELECT pg_read_file(%s, %s, %s)", (self.log_file, self._offset, end - self._offset)
         ).fetchone()[0]
         found: dict[str, Counter] = defaultdict(Counter)
-        for match in _STATEMENT.finditer(text):
-            found[match.group(1)][" ".join(match.group(2).split())[:120]] += 1
+        for entry in _ENTRY.split(text):
+            if match := _STATEMENT.match(entry):
+                found[match.group(1)][" ".join(match.group(2).split())[:120]] += 1
         return found
 
 
