@@ -20,6 +20,7 @@ from guideline_ingest.dal import jobs
 from guideline_ingest.dal.jobs import Claim
 from guideline_ingest.logic.chain import Chain, ChainFailed, pending_steps
 from guideline_ingest.logic.notification import announce_finished
+from guideline_ingest.logic.reading import usage_of
 from guideline_ingest.logic.retry import LLMUnavailable
 from guideline_ingest.models import JobError, JobMessage, JobResult, Step
 from guideline_ingest.observability import logger, metrics
@@ -91,6 +92,9 @@ def _complete(
         metrics.add_metric(name="JobsCompleted", unit="Count", value=1)
         if result.cached:
             metrics.add_metric(name="JobsServedFromCache", unit="Count", value=1)
+        usage = usage_of(steps)
+        if usage and usage.estimated_cost_usd is not None:
+            metrics.add_metric(name="EstimatedCostUsd", unit="None", value=usage.estimated_cost_usd)
         logger.info(
             "job completed", extra={"checklist_items": len(result.checklist), "cached": result.cached}
         )

@@ -1,0 +1,150 @@
+"""The features beyond the brief through the docker-free runner, over HTTP: step progress and
+usage, the identical-input cache, grounded checklists, listing, cancellation and webhooks."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+import requests
+
+from devstack.stack import Stack
+
+pytestmark = pytest.mark.integration
+
+KEY = "features-key"
+LOCAL_ONLY = {
+    "OPENAI_API_KEY": "",
+    "OPENAI_BASE_URL": "",
+    "DATABASE_URL": "",
+    "API_KEYS": f"{KEY},other-features-key",
+    "ALLOW_LOOPBACK_CALLBACKS": "true",
+}
+
+
+class Receiver:
+    def __init__(self):
+        self.deliveries: list[tuple[dict, bytes]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.deliveries.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("features")
+    with Stack(port=0, data_dir=data_dir, read_dotenv=False, env=LOCAL_ONLY) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def receiver():
+    server = Receiver()
+    yield server
+    server.server.shutdown()
+
+
+def api(stack: Stack, method: str, path: str, key: str = KEY, **kwargs) -> requests.Response:
+    return requests.request(
+        method, f"{stack.base_url}{path}", headers={"x-api-key": key}, timeout=30, **kwargs
+    )
+
+
+def guidelines() -> str:
+    """A unique document, so the result cache never answers where a test wants the chain to run."""
+    return f"Staff must wear badges (site {uuid.uuid4().hex[:8]}). Visitors should sign in at reception."
+
+
+def submit(stack: Stack, text: str, **extra) -> str:
+    response = api(stack, "POST", "/jobs", json={"guidelines": text, **extra})
+    assert response.status_code == 202, response.text
+    return response.json()["event_id"]
+
+
+def until(predicate, seconds: float = 60.0):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if result := predicate():
+            return result
+        time.sleep(0.2)
+    raise AssertionError("condition not met in time")
+
+
+def finished(stack: Stack, event_id: str) -> dict:
+    def done():
+        job = api(stack, "GET", f"/jobs/{event_id}").json()
+        return job if job["status"] in ("COMPLETED", "FAILED", "CANCELLED") else None
+
+    return until(done)
+
+
+def test_steps_usage_and_grounded_checklist(stack):
+    text = guidelines()
+    job = finished(stack, submit(stack, text))
+
+    assert job["status"] == "COMPLETED"
+    assert [(s["name"], s["status"]) for s in job["steps"]] == [
+        ("summarize", "COMPLETED"),
+        ("checklist", "COMPLETED"),
+    ]
+    assert job["usage"]["input_tokens"] > 0 and job["usage"]["estimated_cost_usd"] > 0
+    assert all(item["source_quote"] in text for item in job["result"]["checklist"])
+    assert job["result"]["ungrounded_items_dropped"] == 0
+
+
+def test_identical_input_is_served_from_the_cache(stack):
+    text = guidelines()
+    first = finished(stack, submit(stack, text))
+    again = finished(stack, submit(stack, "  " + text.replace(" ", "\n", 1)))
+
+    assert first["result"]["cached"] is False and again["result"]["cached"] is True
+    assert again["usage"]["input_tokens"] == 0
+    assert again["result"]["checklist"] == first["result"]["checklist"]
+
+
+def test_listing_and_cancelling(stack):
+    stack.offline_llm.set_faults(latency_ms=2000)
+    try:
+        event_id = submit(stack, guidelines())
+        cancelled = api(stack, "POST", f"/jobs/{event_id}/cancel")
+        assert cancelled.status_code == 200 and cancelled.json()["status"] == "CANCELLED"
+    finally:
+        stack.offline_llm.set_faults(latency_ms=0)
+    again = api(stack, "POST", f"/jobs/{event_id}/cancel")
+    assert again.status_code == 409
+    assert again.headers["content-type"] == "application/problem+json"
+
+    page = api(stack, "GET", "/jobs", params={"status": "CANCELLED", "limit": 1}).json()
+    assert page["items"][0]["event_id"] == event_id
+    assert api(stack, "GET", "/jobs", key="other-features-key").json() == {"items": [], "next_cursor": None}
+
+
+def test_a_webhook_is_delivered_signed(stack, receiver):
+    event_id = submit(stack, guidelines(), callback_url=receiver.url)
+
+    delivered = until(lambda: (job := finished(stack, event_id))["webhook"]["status"] == "DELIVERED" and job)
+
+    assert delivered["webhook"]["attempts"] == 1
+    headers, body = next((h, b) for h, b in receiver.deliveries if h["webhook-id"] == event_id)
+    secret = api(stack, "GET", "/webhooks/secret").json()["secret"]
+    signed = hmac.new(secret.encode(), f"{headers['webhook-timestamp']}.".encode() + body, hashlib.sha256)
+    assert headers["webhook-signature"] == f"v1={signed.hexdigest()}"
+    assert json.loads(body)["status"] == "COMPLETED"
