@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install dev test lint migrate invoke redrive verify-infra
+.PHONY: help install dev test lint audit migrate invoke redrive verify-infra
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -30,6 +30,10 @@ test: $(STAMP) ## Run the test suite with coverage
 lint: $(STAMP) ## ruff (with the bandit security rules)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+audit: $(STAMP) ## pip-audit of the functions' pinned dependencies (needs the PyPI vulnerability service)
+	$(VENV)/bin/pip install --quiet pip-audit
+	$(VENV)/bin/pip-audit --strict -r layers/core/requirements.txt -r functions/process/requirements.txt
 
 migrate: $(STAMP) ## Apply database migrations to DATABASE_URL (or the embedded server)
 	$(PY) -m devstack migrate
