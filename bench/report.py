@@ -294,14 +294,15 @@ def _e2e(e2e: dict) -> str:
     )
     per_job = e2e.get("per_job")
     if per_job:
-        first = ", ".join(f"{d:.0f}" for d in per_job["first_invocations_ms"])
+        first = ", ".join(f"{d:.0f}" for d in per_job.get("warm_up_invocations_ms", []))
         text += (
             f"\n\nAt steady state (middle half of the run) each job occupies a process environment for "
             f"{per_job['cycle_ms']:.0f} ms: the invocation takes "
             f"{per_job['invocation_median_ms']:.0f} ms (median; {per_job['llm_ms']} ms of it is the LLM, "
             f"{per_job['in_function_ms']:.0f} ms the function's own work), "
             f"and {per_job['between_invocations_ms']:.0f} ms pass between invocations (event source polling, "
-            f"SQS receive and delete). The first invocation of each environment took {first} ms."
+            f"SQS receive and delete). Before the timed run, the environments' first jobs (warm-up) "
+            f"took {first} ms."
         )
     counted = e2e.get("statements")
     if counted and counted["measured"]:
