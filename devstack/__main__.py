@@ -113,9 +113,8 @@ def cmd_invoke(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from guideline_ingest.migrations import migrate
-
     from devstack.postgres import LocalPostgres
+    from guideline_ingest.migrations import migrate
 
     settings = load_settings(PROJECT_ROOT)
     logs.configure(settings.get("LOG_LEVEL", "INFO"))

@@ -34,10 +34,9 @@ os.environ.update(
     }
 )
 
-from guideline_ingest.migrations import migrate  # noqa: E402
-
 from devstack.offline_llm import OfflineLLM  # noqa: E402
 from devstack.postgres import database_url_or_embedded  # noqa: E402
+from guideline_ingest.migrations import migrate  # noqa: E402
 
 API_KEY_ID = "dev0000001"  # the apiKeyId in events/*.json
 

@@ -7,9 +7,11 @@ import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
-from conftest import ROOT
+
 from guideline_ingest import config, db
 from guideline_ingest.secrets import read_secret
+
+from conftest import ROOT
 
 
 def test_a_missing_variable_fails_the_cold_start_with_its_name(environment, monkeypatch):

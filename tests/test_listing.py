@@ -1,6 +1,7 @@
 """GET /jobs: the caller's own jobs, newest first, by keyset pages."""
 
 import pytest
+
 from conftest import event, http, submitted
 
 

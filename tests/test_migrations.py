@@ -4,6 +4,7 @@ import uuid
 
 import psycopg
 import pytest
+
 from guideline_ingest.migrations import migrate
 
 

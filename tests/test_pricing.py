@@ -1,6 +1,7 @@
 """The price table: known models get an estimate, unknown ones none."""
 
 import pytest
+
 from guideline_ingest.logic.reading import usage_of
 from guideline_ingest.models import Step
 from guideline_ingest.pricing import estimated_cost_usd

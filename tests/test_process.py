@@ -6,6 +6,9 @@ import json
 import threading
 
 import pytest
+
+from guideline_ingest.dal import jobs
+
 from conftest import (
     LambdaContext,
     completion,
@@ -18,7 +21,6 @@ from conftest import (
     sqs_event,
     submitted,
 )
-from guideline_ingest.dal import jobs
 
 GUIDELINES = json.loads(event("submit.json")["body"])["guidelines"]
 

@@ -3,6 +3,7 @@
 import httpx2
 import openai
 import pytest
+
 from guideline_ingest.logic.retry import (
     LLMUnavailable,
     call_within_deadline,

@@ -2,8 +2,9 @@
 
 import json
 
-from conftest import event, http
 from guideline_ingest.observability import logger
+
+from conftest import event, http
 
 SECRET_MARKER = "TOP-SECRET-7f3a9c"
 

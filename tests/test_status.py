@@ -3,8 +3,10 @@
 import json
 
 import pytest
-from conftest import event, http
+
 from guideline_ingest import db
+
+from conftest import event, http
 
 
 def status_event(event_id: str, api_key_id: str = "dev0000001") -> dict:

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+
 from conftest import API_KEY_ID, event, http
 
 

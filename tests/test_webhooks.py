@@ -5,44 +5,21 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
-from conftest import event, http, sqs_event, submitted
+
 from guideline_ingest.webhooks import CallbackRefused, check_callback_url
 
-
-class Receiver:
-    """A webhook receiver on loopback that records what it gets and answers `status`."""
-
-    def __init__(self):
-        self.requests: list[tuple[dict, bytes]] = []
-        self.status = 200
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                self.send_response(receiver.status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = HTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/jobs"
+from conftest import event, http, sqs_event, submitted
+from support import WebhookReceiver
 
 
 @pytest.fixture
 def receiver(monkeypatch):
     monkeypatch.setenv("ALLOW_LOOPBACK_CALLBACKS", "true")
-    server = Receiver()
+    server = WebhookReceiver(status=200)
     yield server
-    server.server.shutdown()
+    server.stop()
 
 
 def submit_with_callback(invoke, callback_url: str, guidelines: str = "Staff must wear badges.") -> dict:
@@ -134,7 +111,7 @@ def test_a_finished_job_is_delivered_signed(invoke, queues, database, environmen
     result = invoke("webhook", sqs_event(event_id))
 
     assert result == {"batchItemFailures": []}
-    [(headers, body)] = receiver.requests
+    [(headers, body)] = receiver.deliveries
     document = json.loads(body)
     assert document["event_id"] == event_id and document["status"] == "COMPLETED"
     assert document["result"]["checklist"]
@@ -154,7 +131,7 @@ def test_a_duplicate_delivery_message_posts_nothing(invoke, queues, receiver):
 
     invoke("webhook", sqs_event(event_id))
 
-    assert len(receiver.requests) == 1
+    assert len(receiver.deliveries) == 1
 
 
 def test_a_failing_receiver_is_retried_then_given_up(invoke, queues, receiver):
@@ -188,7 +165,7 @@ def test_a_callback_that_became_internal_is_refused_at_delivery(invoke, queues, 
 
     webhook = read(invoke, event_id)["webhook"]
     assert webhook["status"] == "FAILED" and "internal address" in webhook["last_error"]
-    assert receiver.requests == []
+    assert receiver.deliveries == []
 
 
 def test_failed_and_cancelled_jobs_are_announced_too(invoke, queues, environment, llm_edge, receiver):
@@ -211,7 +188,7 @@ def test_failed_and_cancelled_jobs_are_announced_too(invoke, queues, environment
     for event_id in (failed, cancelled):
         invoke("webhook", sqs_event(event_id))
         assert read(invoke, event_id)["webhook"]["status"] == "DELIVERED"
-    assert sorted(json.loads(body)["status"] for _, body in receiver.requests) == ["CANCELLED", "FAILED"]
+    assert sorted(json.loads(body)["status"] for _, body in receiver.deliveries) == ["CANCELLED", "FAILED"]
 
 
 def test_the_sweeper_resends_a_lost_delivery(invoke, queues, database, functions, monkeypatch, receiver):

@@ -10,12 +10,13 @@ from aws_lambda_powertools import Tracer
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from openai import OpenAI
+
 from guideline_ingest.config import process_settings
 from guideline_ingest.logic.chain import Chain
 from guideline_ingest.logic.processing import process_job
 from guideline_ingest.models import JobMessage
 from guideline_ingest.observability import logger, metrics
-from openai import OpenAI
 
 # Stop this long before Lambda's timeout: a job given back in time is retried
 # cleanly, one killed mid-call waits for its lease to expire.

@@ -5,6 +5,7 @@ served here describes the whole API; API Gateway never sends them here.
 """
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from guideline_ingest.api import health
 from guideline_ingest.api.jobs import reading, writing
 from guideline_ingest.api.resolver import OPENAPI, create_resolver

@@ -1,6 +1,7 @@
 """POST /jobs and POST /jobs/{event_id}/cancel: the routes that change jobs."""
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from guideline_ingest.api.jobs import writing
 from guideline_ingest.api.resolver import create_resolver
 from guideline_ingest.observability import logger, metrics

@@ -6,6 +6,7 @@ from dataclasses import asdict
 
 from aws_lambda_powertools import Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from guideline_ingest.config import sweeper_settings
 from guideline_ingest.logic.sweeping import sweep
 from guideline_ingest.observability import logger, metrics

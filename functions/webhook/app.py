@@ -9,6 +9,7 @@ from __future__ import annotations
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from guideline_ingest.config import webhook_settings, webhook_signing_secret
 from guideline_ingest.logic.notification import deliver_webhook
 from guideline_ingest.models import JobMessage

@@ -296,3 +296,33 @@ def guidelines(tag: str, n: int = 0) -> str:
         f"Reference {tag}-{n}. Staff must enable multi-factor authentication on every account. "
         "Passwords should be rotated every 90 days. Incidents must be reported within 24 hours."
     )
+
+
+class SubmitStream:
+    """Submits a steady stream of jobs from a thread until stopped; sorts the answers."""
+
+    def __init__(self, client: Client, tag: str, limit: int = 400, pause: float = 0.05):
+        self.accepted: list[str] = []
+        self.refused: list[Answer] = []
+        self._client, self._tag, self._limit, self._pause = client, tag, limit, pause
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="submits")
+
+    def __enter__(self) -> SubmitStream:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        for n in range(self._limit):
+            if self._stop.is_set():
+                return
+            answer = self._client.submit(guidelines(self._tag, n))
+            if answer.status == 202:
+                self.accepted.append(answer.body["event_id"])
+            else:
+                self.refused.append(answer)
+            time.sleep(self._pause)

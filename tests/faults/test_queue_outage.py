@@ -2,37 +2,17 @@
 
 from __future__ import annotations
 
-import threading
-import time
-
 import pytest
 
-from .conftest import assert_clean_unavailable, guidelines, wait_for
+from .conftest import SubmitStream, assert_clean_unavailable, wait_for
 
 pytestmark = pytest.mark.faults
-MAX_SUBMITS = 400
 
 
 def test_no_job_is_lost_while_the_queue_is_down(service, tag):
     client = service.client()
-    accepted: list[str] = []
-    refused = []
-    stop = threading.Event()
-
-    def stream() -> None:
-        for n in range(MAX_SUBMITS):
-            if stop.is_set():
-                return
-            answer = client.submit(guidelines(tag, n))
-            if answer.status == 202:
-                accepted.append(answer.body["event_id"])
-            else:
-                refused.append(answer)
-            time.sleep(0.05)
-
-    submitter = threading.Thread(target=stream, name="submits")
-    submitter.start()
-    try:
+    with SubmitStream(client, tag) as stream:
+        accepted, refused = stream.accepted, stream.refused
         wait_for(lambda: len(accepted) >= 5, within=30, what="submits before the outage")
         service.stack.stop_sqs()
         try:
@@ -42,9 +22,6 @@ def test_no_job_is_lost_while_the_queue_is_down(service, tag):
             service.stack.start_sqs()
         before = len(accepted)
         wait_for(lambda: len(accepted) >= before + 5, within=30, what="submits accepted after the restart")
-    finally:
-        stop.set()
-        submitter.join()
 
     for answer in refused:
         assert answer.status == 503

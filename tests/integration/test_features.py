@@ -6,15 +6,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import threading
-import time
 import uuid
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 import requests
 
 from devstack.stack import Stack
+
+from support import WebhookReceiver, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -28,26 +27,6 @@ LOCAL_ONLY = {
 }
 
 
-class Receiver:
-    def __init__(self):
-        self.deliveries: list[tuple[dict, bytes]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.deliveries.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = HTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("features")
@@ -57,9 +36,9 @@ def stack(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def receiver():
-    server = Receiver()
+    server = WebhookReceiver()
     yield server
-    server.server.shutdown()
+    server.stop()
 
 
 def api(stack: Stack, method: str, path: str, key: str = KEY, **kwargs) -> requests.Response:
@@ -79,21 +58,12 @@ def submit(stack: Stack, text: str, **extra) -> str:
     return response.json()["event_id"]
 
 
-def until(predicate, seconds: float = 60.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if result := predicate():
-            return result
-        time.sleep(0.2)
-    raise AssertionError("condition not met in time")
-
-
 def finished(stack: Stack, event_id: str) -> dict:
     def done():
         job = api(stack, "GET", f"/jobs/{event_id}").json()
         return job if job["status"] in ("COMPLETED", "FAILED", "CANCELLED") else None
 
-    return until(done)
+    return wait_for(done)
 
 
 def test_steps_usage_and_grounded_checklist(stack):
@@ -140,7 +110,9 @@ def test_listing_and_cancelling(stack):
 def test_a_webhook_is_delivered_signed(stack, receiver):
     event_id = submit(stack, guidelines(), callback_url=receiver.url)
 
-    delivered = until(lambda: (job := finished(stack, event_id))["webhook"]["status"] == "DELIVERED" and job)
+    delivered = wait_for(
+        lambda: (job := finished(stack, event_id))["webhook"]["status"] == "DELIVERED" and job
+    )
 
     assert delivered["webhook"]["attempts"] == 1
     headers, body = next((h, b) for h, b in receiver.deliveries if h["webhook-id"] == event_id)

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -16,6 +15,8 @@ import pytest
 import requests
 
 from devstack.stack import Stack
+
+from support import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -40,15 +41,6 @@ def start_stack(data_dir: Path) -> Stack:
 def stack(tmp_path_factory):
     with start_stack(tmp_path_factory.mktemp("stack")) as running:
         yield running
-
-
-def wait_for(predicate, seconds: float = 60.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if result := predicate():
-            return result
-        time.sleep(0.2)
-    raise AssertionError("condition not met in time")
 
 
 def submit(stack: Stack, key: str = "integration-key") -> str:

@@ -1,0 +1,44 @@
+"""Helpers shared by tests in several folders (importable: pytest puts tests/ on sys.path)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+
+def wait_for(predicate, seconds: float = 60.0, every: float = 0.2):
+    """Poll until `predicate()` is truthy and return it; bounded in time."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if result := predicate():
+            return result
+        time.sleep(every)
+    raise AssertionError("condition not met in time")
+
+
+class WebhookReceiver:
+    """A webhook receiver on loopback that records each delivery and answers `status`."""
+
+    def __init__(self, status: int = 204):
+        self.deliveries: list[tuple[dict, bytes]] = []
+        self.status = status
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.deliveries.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                self.send_response(receiver.status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/jobs"
+
+    def stop(self) -> None:
+        self.server.shutdown()
