@@ -108,21 +108,23 @@ class Chain:
         step.status, step.started_at = StepStatus.RUNNING, _now()
         step.model, step.prompt_version = self.model, PROMPT_VERSION
 
+    def _request(self, instructions: str, content: str) -> dict:
+        """The parts every call shares; the document goes only in the user message."""
+        return {
+            "model": self.model,
+            "temperature": TEMPERATURE,
+            "messages": [{"role": "system", "content": instructions}, {"role": "user", "content": content}],
+        }
+
     def summarize(self, guidelines: str) -> str:
         completion = self._call(
             "summarize",
             lambda timeout: self.llm.chat.completions.create(
-                model=self.model,
-                temperature=TEMPERATURE,
-                messages=[
-                    {"role": "system", "content": SUMMARY_INSTRUCTIONS},
-                    {"role": "user", "content": guidelines},
-                ],
-                timeout=timeout,
+                **self._request(SUMMARY_INSTRUCTIONS, guidelines), timeout=timeout
             ),
         )
         message = completion.choices[0].message
-        if getattr(message, "refusal", None):
+        if message.refusal:
             raise ChainFailed(
                 "llm_refused", f"The model declined to summarize the guidelines: {message.refusal}"
             )
@@ -156,12 +158,9 @@ class Chain:
                 completion = self._call(
                     "checklist",
                     lambda timeout: self.llm.chat.completions.parse(
-                        model=self.model,
-                        temperature=TEMPERATURE,
-                        messages=[
-                            {"role": "system", "content": CHECKLIST_INSTRUCTIONS},
-                            {"role": "user", "content": f"SUMMARY:\n{summary}\n\nGUIDELINES:\n{guidelines}"},
-                        ],
+                        **self._request(
+                            CHECKLIST_INSTRUCTIONS, f"SUMMARY:\n{summary}\n\nGUIDELINES:\n{guidelines}"
+                        ),
                         response_format=Checklist,
                         timeout=timeout,
                     ),
