@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install dev test lint audit migrate invoke redrive verify-infra
+.PHONY: help install dev test lint audit migrate invoke redrive verify-infra bench bench-smoke
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -46,3 +46,9 @@ redrive: $(STAMP) ## Move dead-lettered jobs back to the queue of the running `m
 
 verify-infra: $(STAMP) ## cfn-lint, sam validate --lint, sam build, compose config: no AWS, no Docker
 	scripts/verify-infra.sh
+
+bench: $(STAMP) ## Benchmarks (about 5 min): bench/results/<date>.json/.md/.png and docs/performance.md
+	$(PY) -m bench $(BENCH_ARGS)
+
+bench-smoke: $(STAMP) ## Every benchmark phase on tiny counts (CI); results in .local/bench/
+	$(PY) -m bench --quick
