@@ -299,3 +299,15 @@ def llm_error(code: int, retry_after: str | None = None):
     return lambda request: httpx2.Response(
         code, headers=headers, json={"error": {"message": "no", "type": "x", "code": None}}
     )
+
+
+def cancel_event(event_id: str, api_key_id: str = "dev0000001") -> dict:
+    data = event(
+        "submit.json",
+        path=f"/jobs/{event_id}/cancel",
+        resource="/jobs/{event_id}/cancel",
+        pathParameters={"event_id": event_id},
+        body=None,
+    )
+    data["requestContext"]["identity"]["apiKeyId"] = api_key_id
+    return data

@@ -2,19 +2,7 @@
 
 import json
 
-from conftest import event, http, job, sqs_event, submitted
-
-
-def cancel_event(event_id: str, api_key_id: str = "dev0000001") -> dict:
-    data = event(
-        "submit.json",
-        path=f"/jobs/{event_id}/cancel",
-        resource="/jobs/{event_id}/cancel",
-        pathParameters={"event_id": event_id},
-        body=None,
-    )
-    data["requestContext"]["identity"]["apiKeyId"] = api_key_id
-    return data
+from conftest import cancel_event, http, job, sqs_event, submitted
 
 
 def test_a_pending_job_is_cancelled_and_never_runs(invoke, queues, database, offline_llm):

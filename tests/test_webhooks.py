@@ -10,7 +10,7 @@ import pytest
 
 from guideline_ingest.webhooks import CallbackRefused, check_callback_url
 
-from conftest import event, http, sqs_event, submitted
+from conftest import cancel_event, event, http, sqs_event, submitted
 from support import WebhookReceiver
 
 
@@ -175,14 +175,7 @@ def test_failed_and_cancelled_jobs_are_announced_too(invoke, queues, environment
     llm_edge.append(llm_error(400))
     invoke("process", sqs_event(failed))
     cancelled = submit_with_callback(invoke, receiver.url, guidelines="Lights must be off.").body["event_id"]
-    cancel = event(
-        "submit.json",
-        path=f"/jobs/{cancelled}/cancel",
-        resource="/jobs/{event_id}/cancel",
-        pathParameters={"event_id": cancelled},
-        body=None,
-    )
-    assert http(invoke("submit", cancel)).status == 200
+    assert http(invoke("submit", cancel_event(cancelled))).status == 200
 
     assert announced(environment, failed, cancelled) == {failed, cancelled}
     for event_id in (failed, cancelled):
