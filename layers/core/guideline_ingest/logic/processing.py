@@ -32,8 +32,8 @@ class JobNotClaimable(Exception):
     """The job does not exist yet/any more, or another delivery is running it."""
 
 
-class JobCancelled(Exception):
-    """The owner cancelled the job while it ran; it stops between steps."""
+class ClaimLost(Exception):
+    """The job was cancelled while it ran, or taken over by a newer attempt: stop between steps."""
 
 
 def process_job(
@@ -57,8 +57,8 @@ def process_job(
     chain.on_progress = lambda steps: _record_progress(event_id, claim, steps)
     try:
         result = chain.run(claim.guidelines)
-    except JobCancelled:
-        logger.info("job cancelled while it ran; stopped between steps")
+    except ClaimLost:
+        logger.info("job cancelled or taken over while it ran; stopped between steps")
         return
     except ChainFailed as failure:
         _fail(event_id, claim, failure.kind, failure.message, chain.steps, settings)
@@ -76,8 +76,7 @@ def process_job(
 
 def _record_progress(event_id: UUID, claim: Claim, steps: list[Step]) -> None:
     if not jobs.record_progress(event_id, claim.attempt, _stored(steps)):
-        # Cancelled, or taken over after this attempt's lease expired: either way, stop.
-        raise JobCancelled(event_id)
+        raise ClaimLost(event_id)
 
 
 def _complete(
