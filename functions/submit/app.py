@@ -5,8 +5,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from guideline_ingest.api.jobs import writing
 from guideline_ingest.api.resolver import create_resolver
 from guideline_ingest.observability import logger, metrics
+from guideline_ingest.queue import sqs_client
 
 app = create_resolver(writing)
+# The SQS client is made at cold start, as AWS advises, not by the first request.
+sqs_client()
 
 
 @logger.inject_lambda_context

@@ -12,7 +12,7 @@ class QueueUnavailable(Exception):
 
 
 @cache
-def _sqs():
+def sqs_client():
     # Imported on first use: the status function shares this package and must not load boto3.
     import boto3
     from botocore.config import Config
@@ -28,7 +28,7 @@ def enqueue_job(queue_url: str, event_id: UUID) -> None:
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
-        _sqs().send_message(QueueUrl=queue_url, MessageBody=json.dumps({"event_id": str(event_id)}))
+        sqs_client().send_message(QueueUrl=queue_url, MessageBody=json.dumps({"event_id": str(event_id)}))
     except (BotoCoreError, ClientError) as error:
         raise QueueUnavailable(str(error)) from error
 
@@ -43,7 +43,7 @@ def enqueue_jobs(queue_url: str, event_ids: list[UUID]) -> None:
             for index, event_id in enumerate(event_ids[start : start + 10])
         ]
         try:
-            response = _sqs().send_message_batch(QueueUrl=queue_url, Entries=entries)
+            response = sqs_client().send_message_batch(QueueUrl=queue_url, Entries=entries)
         except (BotoCoreError, ClientError) as error:
             raise QueueUnavailable(str(error)) from error
         if response.get("Failed"):
@@ -55,7 +55,7 @@ def delay_redelivery(queue_url: str, receipt_handle: str, seconds: int) -> None:
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
-        _sqs().change_message_visibility(
+        sqs_client().change_message_visibility(
             QueueUrl=queue_url, ReceiptHandle=receipt_handle, VisibilityTimeout=seconds
         )
     except (BotoCoreError, ClientError) as error:
