@@ -63,16 +63,36 @@ def unsupported_media_type(content_type: str | None) -> Response:
     )
 
 
+# Domain errors whose answer never varies: status, slug, detail, headers.
+_FIXED_PROBLEMS: dict[type[Exception], tuple] = {
+    JobNotFound: (
+        HTTPStatus.NOT_FOUND,
+        "job-not-found",
+        "No job with this event_id exists for your API key.",
+    ),
+    InvalidCursor: (
+        HTTPStatus.UNPROCESSABLE_ENTITY,
+        "invalid-cursor",
+        "cursor must be the next_cursor of a previous page, unchanged.",
+    ),
+    IdempotencyKeyReused: (
+        HTTPStatus.UNPROCESSABLE_ENTITY,
+        "idempotency-key-reused",
+        "This Idempotency-Key was already used with a different body; use a new key for a new request.",
+    ),
+    IdempotentRequestInFlight: (
+        HTTPStatus.CONFLICT,
+        "request-in-flight",
+        "A request with this Idempotency-Key is still being processed; retry shortly.",
+        {"Retry-After": "1"},
+    ),
+}
+
+
 def register_problem_handlers(app: APIGatewayRestResolver) -> None:
     @app.exception_handler([RequestValidationError, RequestUnsupportedContentType])
     def invalid_request(error: ValidationException) -> Response:
         return _problem_for_validation(app, error.errors())
-
-    @app.exception_handler(JobNotFound)
-    def job_not_found(_: JobNotFound) -> Response:
-        return problem(
-            HTTPStatus.NOT_FOUND, "job-not-found", "No job with this event_id exists for your API key."
-        )
 
     @app.exception_handler(JobAlreadyFinished)
     def already_finished(error: JobAlreadyFinished) -> Response:
@@ -82,30 +102,8 @@ def register_problem_handlers(app: APIGatewayRestResolver) -> None:
             f"The job has already ended ({error.job.status}); only unfinished jobs can be cancelled.",
         )
 
-    @app.exception_handler(InvalidCursor)
-    def invalid_cursor(_: InvalidCursor) -> Response:
-        return problem(
-            HTTPStatus.UNPROCESSABLE_ENTITY,
-            "invalid-cursor",
-            "cursor must be the next_cursor of a previous page, unchanged.",
-        )
-
-    @app.exception_handler(IdempotencyKeyReused)
-    def key_reused(_: IdempotencyKeyReused) -> Response:
-        return problem(
-            HTTPStatus.UNPROCESSABLE_ENTITY,
-            "idempotency-key-reused",
-            "This Idempotency-Key was already used with a different body; use a new key for a new request.",
-        )
-
-    @app.exception_handler(IdempotentRequestInFlight)
-    def request_in_flight(_: IdempotentRequestInFlight) -> Response:
-        return problem(
-            HTTPStatus.CONFLICT,
-            "request-in-flight",
-            "A request with this Idempotency-Key is still being processed; retry shortly.",
-            headers={"Retry-After": "1"},
-        )
+    for exception, answer in _FIXED_PROBLEMS.items():
+        app.exception_handler(exception)(lambda _, answer=answer: problem(*answer))
 
     @app.exception_handler([QueueUnavailable, OperationalError])
     def dependency_down(error: Exception) -> Response:
@@ -137,10 +135,8 @@ def _problem_for_validation(app: APIGatewayRestResolver, errors: list[dict]) -> 
     locations = {error["loc"][0] for error in errors}
     if "json_invalid" in kinds:
         return problem(HTTPStatus.BAD_REQUEST, "invalid-json", "The request body is not valid JSON.")
-    if "path" in locations:
-        return problem(
-            HTTPStatus.NOT_FOUND, "job-not-found", "No job with this event_id exists for your API key."
-        )
+    if "path" in locations:  # a malformed event_id names no job
+        return problem(*_FIXED_PROBLEMS[JobNotFound])
     too_long = [
         e for e in errors if e["type"] == "string_too_long" and tuple(e["loc"]) == ("body", "guidelines")
     ]
