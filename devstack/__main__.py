@@ -69,7 +69,10 @@ def cmd_dev(args: argparse.Namespace) -> int:
         if not stop.is_set():
             llm = stack.llm.label if stack.llm else "none"
             print(f"ready: {stack.base_url}  api key: {stack.api_key}  llm: {llm}", flush=True)
-            stop.wait()
+            # Wake up now and then: a signal the kernel hands to another thread does not
+            # interrupt a blocked wait, and Python runs handlers only in the main thread.
+            while not stop.wait(0.5):
+                pass
     finally:
         log.info("stopping")
         stack.stop()

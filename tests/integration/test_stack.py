@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import uuid
 from pathlib import Path
 
@@ -192,6 +193,8 @@ def test_dev_stops_every_process_it_started_on_ctrl_c(tmp_path):
                 break
         else:
             pytest.fail("dev exited before it was ready")
+        # Keep reading its log: a full pipe would block dev mid-shutdown.
+        threading.Thread(target=dev.stdout.read, daemon=True).start()
         submit_ok = requests.post(
             f"{base_url}/jobs",
             json={"guidelines": GUIDELINES},
