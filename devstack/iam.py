@@ -132,7 +132,6 @@ def _allowed(documents: tuple[str, ...], action: str, resource: str) -> bool:
     return PermissionResult.DENIED not in results and PermissionResult.PERMITTED in results
 
 
-
 def sam_translate(doc: dict) -> dict:
     """The CloudFormation template `sam deploy` would create from `doc`, offline: code locations
     become s3:// placeholders (the translator wants packaged code) and no IAM lookup is made."""
@@ -177,12 +176,8 @@ def function_roles(
         if not (isinstance(role_ref, dict) and "Fn::GetAtt" in role_ref):
             raise TemplateError(f"{logical_id}: only roles SAM creates are understood, not {role_ref!r}")
         role = resources[role_ref["Fn::GetAtt"][0]]["Properties"]
-        resolved = resolve_with_queues(
-            translated,
-            {"Policies": role.get("Policies") or [], "ManagedPolicyArns": role.get("ManagedPolicyArns") or []},
-            parameter_overrides,
-            queue_names,
-        )
+        policies = {key: role.get(key) or [] for key in ("Policies", "ManagedPolicyArns")}
+        resolved = resolve_with_queues(translated, policies, parameter_overrides, queue_names)
         documents = [_document(logical_id, policy["PolicyDocument"]) for policy in resolved["Policies"]]
         for arn in resolved["ManagedPolicyArns"]:
             if arn not in MANAGED_POLICIES:

@@ -161,7 +161,7 @@ class IamGateway:
             protocol_version = "HTTP/1.1"  # keep-alive, as botocore's pool expects
             disable_nagle_algorithm = True  # small answers: Nagle plus delayed ACKs would cost 40 ms
 
-            def log_message(self, format: str, *args) -> None:  # noqa: A002 - the base class's name
+            def log_message(self, format: str, *args) -> None:
                 log.debug("%s %s", self.address_string(), format % args)
 
             def do_POST(self) -> None:
@@ -251,4 +251,3 @@ class IamGateway:
                 self.flush_headers()
 
         return Handler
-
