@@ -86,12 +86,21 @@ def succeeded_records(records: list[dict], result: Any, report_failures: bool) -
 
 
 class EventSourceMapping:
-    def __init__(self, source: SqsSource, queue_url: str, queue_arn: str, pool: FunctionPool, endpoint: str):
+    def __init__(
+        self,
+        source: SqsSource,
+        queue_url: str,
+        queue_arn: str,
+        pool: FunctionPool,
+        endpoint: str,
+        credentials: dict[str, str] | None = None,
+    ):
         self.source = source
         self.queue_url = queue_url
         self.queue_arn = queue_arn
         self.pool = pool
         self.endpoint = endpoint
+        self.credentials = credentials
         self.concurrency = source.maximum_concurrency or DEFAULT_CONCURRENCY
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -113,15 +122,17 @@ class EventSourceMapping:
             thread.join(timeout=POLL_WAIT_SECONDS + 3)
 
     def _poll(self) -> None:
-        client = sqs_client(self.endpoint, read_timeout=POLL_WAIT_SECONDS + 5)
+        client = sqs_client(self.endpoint, credentials=self.credentials, read_timeout=POLL_WAIT_SECONDS + 5)
         while not self._stop.is_set():
             try:
                 batch = self._gather(client)
                 if batch and not self._stop.is_set():
                     self._deliver(client, batch)
             except (BotoCoreError, ClientError) as exc:
-                # The endpoint is down or restarting: retry, as the Lambda poller does.
-                log.debug("polling %s failed: %s", self.source.queue, exc)
+                # The endpoint is down or restarting: retry, as the Lambda poller does. A role
+                # without the event source's permissions is a template error: say so.
+                denied = isinstance(exc, ClientError) and exc.response["Error"]["Code"] == "AccessDenied"
+                (log.warning if denied else log.debug)("polling %s failed: %s", self.source.queue, exc)
                 self._stop.wait(RETRY_PAUSE_SECONDS)
 
     def _receive(self, client, count: int, wait: int) -> list[dict]:

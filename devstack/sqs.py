@@ -34,14 +34,16 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-def sqs_client(endpoint: str, **config):
+def sqs_client(endpoint: str, credentials: dict[str, str] | None = None, **config):
+    """A client with the runner's own credentials, or `credentials` (a function role's)."""
+    credentials = credentials or FAKE_CREDENTIALS
     return boto3.client(
         "sqs",
         endpoint_url=endpoint,
         region_name=REGION,
-        aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        aws_session_token=FAKE_CREDENTIALS["AWS_SESSION_TOKEN"],
+        aws_access_key_id=credentials["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=credentials["AWS_SECRET_ACCESS_KEY"],
+        aws_session_token=credentials["AWS_SESSION_TOKEN"],
         config=Config(retries={"max_attempts": 2, "mode": "standard"}, **config),
     )
 

@@ -22,6 +22,8 @@ from typing import Any
 
 from devstack.apigateway import ApiGateway, Route
 from devstack.esm import DEFAULT_CONCURRENCY, EventSourceMapping
+from devstack.iam import function_roles, role_access_key_id, role_credentials
+from devstack.iam_gateway import IamGateway
 from devstack.runtime import FunctionPool, Invocation, base_environment
 from devstack.schedule import Schedule
 from devstack.settings import Settings, load_settings
@@ -92,6 +94,7 @@ class Stack:
         sqs_endpoint: str | None = None,
         queue_urls: dict[str, str] | None = None,
         function_env: dict[str, str] | None = None,
+        iam: bool | None = None,
     ):
         self.root = Path(root)
         self.template_path = Path(template) if template else self.root / "infra" / "template.yaml"
@@ -111,6 +114,8 @@ class Stack:
         self.external_queue_urls = queue_urls
         self.name_suffix = uuid.uuid4().hex[:12].upper()
         self.function_env = dict(function_env or {})
+        # Each function's role is enforced on its SQS calls unless DEVSTACK_IAM=off (docs/local-runner.md).
+        self.enforce_iam = self.settings.get("DEVSTACK_IAM", "on").lower() != "off" if iam is None else iam
 
         self.template: Template | None = None
         self.database_url: str | None = None
@@ -122,6 +127,7 @@ class Stack:
         self._postgres = None
         self._sqs: LocalSQS | None = None
         self._api: ApiGateway | None = None
+        self.iam_gateway: IamGateway | None = None
 
     # --- what tests and tools read ------------------------------------------------------------
 
@@ -136,6 +142,11 @@ class Stack:
     @property
     def sqs_endpoint(self) -> str:
         return self._sqs.endpoint
+
+    @property
+    def function_sqs_endpoint(self) -> str:
+        """Where the functions and their event source mappings send SQS calls: through the IAM gateway."""
+        return self.iam_gateway.endpoint if self.iam_gateway else self.sqs_endpoint
 
     @property
     def queue_urls(self) -> dict[str, str]:
@@ -178,6 +189,8 @@ class Stack:
             queue_urls=self.external_queue_urls,
         )
         self._sqs.start()
+        if self.enforce_iam:
+            self._start_iam_gateway()
         database.join()
         if failure:
             raise failure[0]
@@ -210,7 +223,8 @@ class Stack:
                     self._sqs.queue_urls[source.queue],
                     queue.arn,
                     self.pools[spec.logical_id],
-                    self.sqs_endpoint,
+                    self.function_sqs_endpoint,
+                    role_credentials(spec.logical_id),  # Lambda polls with the function's role
                 )
                 mapping.start()
                 self.mappings.append(mapping)
@@ -222,6 +236,17 @@ class Stack:
                     schedule.start()
         if self.state_file:
             self._write_state()
+
+    def _start_iam_gateway(self) -> None:
+        queue_names = {lid: url.rstrip("/").rsplit("/", 1)[-1] for lid, url in self._sqs.queue_urls.items()}
+        roles = function_roles(self.template_path, self.parameter_overrides, queue_names)
+        self.iam_gateway = IamGateway(
+            self._sqs.endpoint,
+            roles,
+            {role_access_key_id(function): function for function in roles},
+            trusted_key_ids={FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"]},
+            host=self.host,
+        ).start()
 
     def _start_database(self) -> None:
         if not self.use_database:
@@ -277,12 +302,12 @@ class Stack:
     def _function_environment(self, spec: FunctionSpec) -> dict[str, str]:
         """See docs/local-runner.md, "Precedence"."""
         env = base_environment()
-        env.update(FAKE_CREDENTIALS)
+        env.update(role_credentials(spec.logical_id))
         env.update(
             {
                 "AWS_REGION": REGION,
                 "AWS_DEFAULT_REGION": REGION,
-                "AWS_ENDPOINT_URL": self.sqs_endpoint,
+                "AWS_ENDPOINT_URL": self.function_sqs_endpoint,
                 "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12",
                 "AWS_LAMBDA_FUNCTION_NAME": spec.logical_id,
                 "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
@@ -343,6 +368,9 @@ class Stack:
                 schedule.stop()
         if self.offline_llm is not None:
             self.offline_llm.stop()
+        if self.iam_gateway is not None:
+            self.iam_gateway.stop()
+            self.iam_gateway = None
         if self._sqs is not None:
             self._sqs.close()
         if self._postgres is not None:

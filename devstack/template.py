@@ -544,3 +544,20 @@ def _queues_by_arn(resolver: _Resolver) -> dict[str, str]:
         for lid, r in resolver.resources.items()
         if r.get("Type") == "AWS::SQS::Queue"
     }
+
+
+def resolve_with_queues(
+    doc: dict,
+    node: Any,
+    parameter_overrides: dict[str, str] | None,
+    queue_names: dict[str, str],
+    region: str = REGION,
+) -> Any:
+    """Resolve `node` of `doc` (a template, also a SAM-translated one) with the local queues' names
+    (logical id -> name): `!GetAtt Queue.QueueName` and `.Arn` become the local queue's."""
+    refs: dict[str, Any] = {}
+    for logical_id, name in queue_names.items():
+        refs[logical_id] = UNRESOLVED
+        refs[f"{logical_id}.QueueName"] = name
+    parameters = _parameters(doc, dict(parameter_overrides or {}))
+    return _Resolver(doc, parameters, region, refs).resolve(node)

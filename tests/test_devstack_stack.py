@@ -31,6 +31,8 @@ Parameters:
   WorkVisibility: {Type: Number, Default: 30}
 Globals:
   Function:
+    # SAM rejects a function without a runtime; the IAM roles come from SAM's translation.
+    Runtime: python3.12
     Timeout: 2
     Environment:
       Variables:
@@ -351,9 +353,10 @@ def test_warm_environments_keep_module_state_and_get_a_lambda_context(stack):
     assert 0 < second["remaining_ms"] <= 2000
     env = second["env"]
     assert env["SHARED"] == "from-globals"
-    assert env["AWS_ENDPOINT_URL"] == stack.sqs_endpoint
+    # SQS calls go through the IAM gateway, signed with the function's own role credentials.
+    assert env["AWS_ENDPOINT_URL"] == stack.function_sqs_endpoint != stack.sqs_endpoint
     assert env["AWS_LAMBDA_FUNCTION_TIMEOUT"] == "2"
-    assert env["AWS_ACCESS_KEY_ID"] == "testing"
+    assert env["AWS_ACCESS_KEY_ID"] == "ASIALOCALECHOFUNCTION"
     assert "API_KEYS" not in env  # runner settings are not function variables
 
 
@@ -397,8 +400,8 @@ def test_an_import_error_is_reported_like_lambda(tmp_path):
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "app.py").write_text("import no_such_module\n")
     (tmp_path / "template.yaml").write_text(
-        "Resources:\n  Broken:\n    Type: AWS::Serverless::Function\n"
-        "    Properties: {CodeUri: broken/, Handler: app.handler}\n"
+        "Transform: AWS::Serverless-2016-10-31\nResources:\n  Broken:\n    Type: AWS::Serverless::Function\n"
+        "    Properties: {CodeUri: broken/, Handler: app.handler, Runtime: python3.12}\n"
     )
     template = tmp_path / "template.yaml"
     with Stack(

@@ -404,21 +404,36 @@ def test_status_function_has_no_queue_and_no_llm_access(template):
 
 
 def test_each_function_gets_only_the_queue_permissions_it_needs(template):
-    def policy_names(function):
-        names = set()
+    """Policy templates and the queue each names; tests/test_iam.py checks they cover every call."""
+
+    def grants(function):
+        found = set()
         for policy in functions(template)[function].get("Policies", []):
             if isinstance(policy, dict) and "Fn::If" in policy:
                 policy = policy["Fn::If"][1]
-            names.update(policy if isinstance(policy, dict) else [policy])
-        return names
+            for name, arguments in policy.items():
+                queue = (arguments or {}).get("QueueName", {}).get("Fn::GetAtt", [None])[0]
+                found.add((name, queue))
+        return found
 
-    assert policy_names("SubmitFunction") == {"SQSSendMessagePolicy", "AWSSecretsManagerGetSecretValuePolicy"}
-    assert policy_names("SweeperFunction") == {
-        "SQSSendMessagePolicy",
-        "AWSSecretsManagerGetSecretValuePolicy",
+    secret = ("AWSSecretsManagerGetSecretValuePolicy", None)
+    assert grants("SubmitFunction") == {
+        ("SQSSendMessagePolicy", "JobsQueue"),
+        ("SQSSendMessagePolicy", "WebhookQueue"),  # a cancelled job's webhook
+        secret,
     }
-    assert policy_names("ProcessFunction") == {"SQSPollerPolicy", "AWSSecretsManagerGetSecretValuePolicy"}
-    assert policy_names("StatusFunction") == {"AWSSecretsManagerGetSecretValuePolicy"}
+    assert grants("SweeperFunction") == {
+        ("SQSSendMessagePolicy", "JobsQueue"),
+        ("SQSSendMessagePolicy", "WebhookQueue"),
+        secret,
+    }
+    assert grants("ProcessFunction") == {
+        ("SQSPollerPolicy", "JobsQueue"),  # ChangeMessageVisibility on its own messages
+        ("SQSSendMessagePolicy", "WebhookQueue"),  # a finished job's webhook
+        secret,
+    }
+    assert grants("WebhookFunction") == {("SQSPollerPolicy", "WebhookQueue"), secret}  # the backoff
+    assert grants("StatusFunction") == {secret}
 
 
 def test_alarms_cover_dead_letters_errors_and_message_age(template):

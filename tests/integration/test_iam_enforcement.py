@@ -1,0 +1,132 @@
+"""The local runner enforces each function's role as AWS would: a missing permission is AccessDenied.
+
+One stack runs a copy of the template whose process function lost its SendMessage on the webhook
+queue (the defect of issue 11); the default template's webhook path is in test_features.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+
+import pytest
+import requests
+
+from devstack.iam import role_credentials
+from devstack.sqs import sqs_client
+from devstack.stack import PROJECT_ROOT, Stack
+from devstack.template import load_yaml
+
+from support import WebhookReceiver, wait_for
+
+pytestmark = pytest.mark.integration
+
+KEY = "iam-key"
+SETTINGS = {
+    "OPENAI_API_KEY": "",
+    "OPENAI_BASE_URL": "",
+    "DATABASE_URL": "",
+    "API_KEYS": KEY,
+    "ALLOW_LOOPBACK_CALLBACKS": "true",
+}
+
+
+def template_without_webhook_send(root) -> object:
+    """The template, with the process function's SendMessage on the webhook queue removed."""
+    text = (PROJECT_ROOT / "infra" / "template.yaml").read_text()
+    policy = "        - SQSSendMessagePolicy:\n            QueueName: !GetAtt WebhookQueue.QueueName\n"
+    process = text.index("  ProcessFunction:")
+    start = text.index(policy, process)
+    assert start < text.index("  SweeperFunction:"), "the process function's webhook policy moved"
+    (root / "infra").mkdir()
+    # CodeUri and ContentUri are relative to the template: the copy sees the real code.
+    for name in ("functions", "layers"):
+        (root / name).symlink_to(PROJECT_ROOT / name)
+    path = root / "infra" / "template.yaml"
+    path.write_text(text[:start] + text[start + len(policy) :])
+    doc = load_yaml(path)
+    assert "WebhookQueue" not in str(doc["Resources"]["ProcessFunction"]["Properties"]["Policies"])
+    return path
+
+
+@pytest.fixture(scope="module")
+def crippled(tmp_path_factory):
+    root = tmp_path_factory.mktemp("iam")
+    template = template_without_webhook_send(root)
+    with Stack(
+        port=0, template=template, data_dir=root / "data", read_dotenv=False, env=SETTINGS, schedules=False
+    ) as stack:
+        yield stack
+
+
+def test_a_missing_permission_is_access_denied_and_the_webhook_is_not_queued(crippled, caplog):
+    receiver = WebhookReceiver()
+    try:
+        with caplog.at_level(logging.WARNING, logger="devstack.iam"):
+            response = requests.post(
+                f"{crippled.base_url}/jobs",
+                headers={"x-api-key": KEY},
+                json={"guidelines": f"Wear badges ({uuid.uuid4().hex}).", "callback_url": receiver.url},
+                timeout=30,
+            )
+            assert response.status_code == 202, response.text
+            event_id = response.json()["event_id"]
+            job = wait_for(
+                lambda: (
+                    (
+                        j := requests.get(
+                            f"{crippled.base_url}/jobs/{event_id}", headers={"x-api-key": KEY}, timeout=30
+                        ).json()
+                    )["status"]
+                    == "COMPLETED"
+                    and j
+                )
+            )
+            webhook_queue = crippled.template.queues["WebhookQueue"].arn
+            wait_for(
+                lambda: ("ProcessFunction", "sqs:SendMessage", webhook_queue) in crippled.iam_gateway.denials
+            )
+        # The job is done, but its webhook waits for the sweeper, as it did on AWS.
+        time.sleep(2)
+        assert job["webhook"]["status"] == "PENDING"
+        assert receiver.deliveries == []
+        assert any("ProcessFunction may not sqs:SendMessage" in r.getMessage() for r in caplog.records)
+    finally:
+        receiver.stop()
+
+
+def test_a_role_gets_the_error_sqs_gives(crippled):
+    """AccessDenied as botocore reports it from SQS (JSON protocol, query-compatible error code)."""
+    from botocore.exceptions import ClientError
+
+    process = sqs_client(crippled.function_sqs_endpoint, credentials=role_credentials("ProcessFunction"))
+    with pytest.raises(ClientError) as denied:
+        process.send_message(QueueUrl=crippled.queue_urls["WebhookQueue"], MessageBody="{}")
+    error = denied.value.response["Error"]
+    assert error["Code"] == "AccessDenied"
+    assert denied.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert "is not authorized to perform: sqs:sendmessage" in error["Message"]
+    # What the role allows passes, and the runner's own credentials are not checked.
+    status = sqs_client(crippled.function_sqs_endpoint, credentials=role_credentials("StatusFunction"))
+    with pytest.raises(ClientError):
+        status.get_queue_attributes(QueueUrl=crippled.queue_urls["JobsQueue"], AttributeNames=["All"])
+    sqs_client(crippled.function_sqs_endpoint).send_message(
+        QueueUrl=crippled.queue_urls["WebhookDeadLetterQueue"], MessageBody="{}"
+    )
+
+
+def test_the_switch_turns_enforcement_off(tmp_path):
+    with Stack(
+        port=0,
+        root=PROJECT_ROOT,
+        data_dir=tmp_path,
+        read_dotenv=False,
+        env={**SETTINGS, "DEVSTACK_IAM": "off"},
+        database=False,
+        api=False,
+        schedules=False,
+        event_sources=False,
+    ) as stack:
+        assert stack.iam_gateway is None
+        assert stack.function_sqs_endpoint == stack.sqs_endpoint

@@ -1,0 +1,145 @@
+"""Every AWS call each function's code can make is allowed by its role, as `sam deploy` creates it.
+
+The calls are read from the source (tests/aws_calls.py), with the resource traced to the environment
+variable it comes from, then through the template's environment to the queue or secret. The event
+source mappings' own calls count too: on AWS they use the function's role. The roles come from the
+SAM translation and moto's policy evaluator (devstack/iam.py), the same ones the local runner's IAM
+gateway enforces.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from aws_calls import CodeBase
+
+from devstack.iam import EVENT_SOURCE_ACTIONS, function_roles, iam_action
+from devstack.iam_gateway import queue_arn_from_url
+from devstack.template import ACCOUNT_ID, REGION, load_template, load_yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE_PATH = ROOT / "infra" / "template.yaml"
+LAYER_DIR = ROOT / "layers" / "core"
+# Deployed "the cloud way": both secrets from Secrets Manager, so the secret reads are checked too.
+SECRET_PARAMETERS = {
+    "DatabaseSecretArn": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT_ID}:secret:db-AbCdEf",
+    "OpenAIApiKeySecretArn": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT_ID}:secret:openai-AbCdEf",
+}
+FUNCTIONS = ["SubmitFunction", "StatusFunction", "ProcessFunction", "SweeperFunction", "WebhookFunction"]
+
+
+def required_permissions(template_path: Path, parameters: dict[str, str]) -> dict[str, set[tuple[str, str]]]:
+    """Function -> the (IAM action, resource ARN) pairs its code and its event sources need."""
+    queue_urls = {
+        lid: f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT_ID}/{lid}" for lid in _queues(template_path)
+    }
+    template = load_template(template_path, parameters, queue_urls)
+    # Variables a Condition leaves out in this configuration (a secret ARN when none is given):
+    # the code checks for them, so the calls they feed are not made.
+    conditional = load_template(template_path, SECRET_PARAMETERS, queue_urls).functions
+    needed: dict[str, set[tuple[str, str]]] = {}
+    for lid, spec in template.functions.items():
+        code = CodeBase(ROOT / "functions" / spec.code_dir.name, LAYER_DIR)
+        reachable = code.reachable(spec.handler, {(route.method, route.path) for route in spec.routes})
+        needed[lid] = set()
+        for call in code.aws_calls(reachable):
+            assert call.env_var, f"{lid}: cannot tell which resource {call.operation} at {call.where} uses"
+            if call.env_var not in spec.environment and call.env_var in conditional[lid].environment:
+                continue
+            value = spec.environment.get(call.env_var)
+            assert isinstance(value, str) and value, (
+                f"{lid}: {call.operation} at {call.where} reads {call.env_var}; the template does not set it"
+            )
+            resource = queue_arn_from_url(value, REGION) if call.service == "sqs" else value
+            needed[lid].add((iam_action(call.service, call.operation), resource))
+        for source in spec.sqs_sources:
+            needed[lid].update((action, template.queues[source.queue].arn) for action in EVENT_SOURCE_ACTIONS)
+    return needed
+
+
+def missing_permissions(template_path: Path, parameters: dict[str, str] = SECRET_PARAMETERS) -> set:
+    roles = function_roles(template_path, parameters)
+    return {
+        (function, action, resource.rsplit(":", 1)[-1])
+        for function, needs in required_permissions(template_path, parameters).items()
+        for action, resource in needs
+        if not roles[function].allows(action, resource)
+    }
+
+
+def _queues(template_path: Path) -> list[str]:
+    resources = load_yaml(template_path)["Resources"]
+    return [lid for lid, resource in resources.items() if resource["Type"] == "AWS::SQS::Queue"]
+
+
+def test_every_aws_call_of_every_function_is_allowed_by_its_role():
+    assert missing_permissions(TEMPLATE_PATH) == set()
+
+
+def test_also_with_the_default_parameters():
+    assert missing_permissions(TEMPLATE_PATH, {}) == set()
+
+
+def test_the_scan_finds_each_call_the_code_makes():
+    needed = required_permissions(TEMPLATE_PATH, SECRET_PARAMETERS)
+
+    def short(function):
+        return {(action, resource.rsplit(":", 1)[-1]) for action, resource in needed[function]}
+
+    database = ("secretsmanager:GetSecretValue", "db-AbCdEf")
+    poller = {(action, queue) for action in EVENT_SOURCE_ACTIONS for queue in ["JobsQueue"]}
+    assert short("SubmitFunction") == {
+        ("sqs:SendMessage", "JobsQueue"),  # enqueue_job
+        ("sqs:SendMessage", "WebhookQueue"),  # a cancelled job's webhook
+        database,
+    }
+    # The status function also registers the writing routes (for the OpenAPI document), but
+    # API Gateway never routes them to it: their queue calls are not its calls.
+    assert short("StatusFunction") == {database}
+    assert short("ProcessFunction") == {
+        ("sqs:SendMessage", "WebhookQueue"),  # announce_finished
+        ("secretsmanager:GetSecretValue", "openai-AbCdEf"),
+        database,
+        *poller,
+    }
+    assert short("SweeperFunction") == {
+        ("sqs:SendMessage", "JobsQueue"),  # SendMessageBatch is authorized as SendMessage
+        ("sqs:SendMessage", "WebhookQueue"),
+        database,
+    }
+    assert short("WebhookFunction") == {
+        ("sqs:ChangeMessageVisibility", "WebhookQueue"),  # the backoff
+        database,
+        *{(action, "WebhookQueue") for action in EVENT_SOURCE_ACTIONS},
+    }
+
+
+# The Policies blocks as they were before issue 11: the check must report exactly what AWS denied.
+OLD_POLICIES = {
+    "ProcessFunction": [{"SQSPollerPolicy": {"QueueName": {"Fn::GetAtt": ["JobsQueue", "QueueName"]}}}],
+    "WebhookFunction": [],
+}
+
+
+def test_the_check_reports_exactly_what_the_old_policies_lacked(tmp_path):
+    doc = load_yaml(TEMPLATE_PATH)
+    for function, policies in OLD_POLICIES.items():
+        secrets = [p for p in doc["Resources"][function]["Properties"]["Policies"] if "Fn::If" in p]
+        doc["Resources"][function]["Properties"]["Policies"] = policies + secrets
+    old = tmp_path / "template.yaml"
+    old.write_text(yaml.safe_dump(doc, sort_keys=False))
+    assert missing_permissions(old) == {
+        ("ProcessFunction", "sqs:SendMessage", "WebhookQueue"),
+        ("WebhookFunction", "sqs:ChangeMessageVisibility", "WebhookQueue"),
+    }
+
+
+@pytest.mark.parametrize("function", FUNCTIONS)
+def test_a_role_allows_nothing_beyond_its_queues(function):
+    role = function_roles(TEMPLATE_PATH)[function]
+    other = f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:SomeOtherQueue"
+    assert not role.allows("sqs:SendMessage", other)
+    assert not role.allows("sqs:PurgeQueue", f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:JobsQueue")
+    assert not role.allows("secretsmanager:GetSecretValue", SECRET_PARAMETERS["DatabaseSecretArn"])
