@@ -29,12 +29,21 @@ class SubmitSettings(BaseModel):
     webhook_queue_url: str
 
 
-class ProcessSettings(BaseModel):
+class RetrySettings(BaseModel):
+    """The retry budget in time and the backoff between deliveries (docs/reliability.md)."""
+
+    retry_budget_seconds: PositiveInt = 21600
+    retry_backoff_base_seconds: PositiveInt = 30
+    retry_backoff_cap_seconds: PositiveInt = Field(default=900, le=900)
+
+
+class ProcessSettings(RetrySettings):
+    # A job given back after a transient failure is sent again to its own queue, delayed.
+    jobs_queue_url: str
     webhook_queue_url: str
     openai_model: str = "gpt-4o-mini"
     openai_base_url: str | None = None
     openai_timeout_seconds: float = Field(default=60.0, gt=0)
-    max_receive_count: PositiveInt = 5
     # Reuse results across API keys: only where every caller may see every other's documents.
     cache_shared_across_api_keys: bool = False
 
@@ -44,6 +53,9 @@ class SweeperSettings(BaseModel):
     webhook_queue_url: str
     max_receive_count: PositiveInt = 5
     pending_grace_seconds: PositiveInt = 120
+    # A message whose delivery failed before its claim, or whose worker died, comes back after this.
+    jobs_visibility_timeout_seconds: PositiveInt = 905
+    retry_budget_seconds: PositiveInt = 21600
 
 
 @cache
@@ -62,9 +74,12 @@ def process_settings() -> ProcessSettings:
         openai_model=os.environ.get("OPENAI_MODEL"),
         openai_base_url=os.environ.get("OPENAI_BASE_URL"),
         openai_timeout_seconds=os.environ.get("OPENAI_TIMEOUT_SECONDS"),
-        max_receive_count=os.environ.get("MAX_RECEIVE_COUNT"),
         cache_shared_across_api_keys=os.environ.get("CACHE_SHARED_ACROSS_API_KEYS"),
+        jobs_queue_url=os.environ.get("JOBS_QUEUE_URL"),
         webhook_queue_url=os.environ.get("WEBHOOK_QUEUE_URL"),
+        retry_budget_seconds=os.environ.get("RETRY_BUDGET_SECONDS"),
+        retry_backoff_base_seconds=os.environ.get("RETRY_BACKOFF_BASE_SECONDS"),
+        retry_backoff_cap_seconds=os.environ.get("RETRY_BACKOFF_CAP_SECONDS"),
     )
 
 
@@ -76,6 +91,8 @@ def sweeper_settings() -> SweeperSettings:
         webhook_queue_url=os.environ.get("WEBHOOK_QUEUE_URL"),
         max_receive_count=os.environ.get("MAX_RECEIVE_COUNT"),
         pending_grace_seconds=os.environ.get("PENDING_GRACE_SECONDS"),
+        jobs_visibility_timeout_seconds=os.environ.get("JOBS_VISIBILITY_TIMEOUT_SECONDS"),
+        retry_budget_seconds=os.environ.get("RETRY_BUDGET_SECONDS"),
     )
 
 
@@ -83,6 +100,9 @@ class WebhookSettings(BaseModel):
     webhook_queue_url: str
     webhook_max_attempts: PositiveInt = 8
     webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    # A failed delivery comes back after base * 2^(attempt-1) seconds, at most cap.
+    retry_backoff_base_seconds: PositiveInt = 30
+    retry_backoff_cap_seconds: PositiveInt = Field(default=900, le=900)
 
 
 @cache
@@ -91,6 +111,8 @@ def webhook_settings() -> WebhookSettings:
         WebhookSettings,
         webhook_queue_url=os.environ.get("WEBHOOK_QUEUE_URL"),
         webhook_max_attempts=os.environ.get("WEBHOOK_MAX_ATTEMPTS"),
+        retry_backoff_base_seconds=os.environ.get("RETRY_BACKOFF_BASE_SECONDS"),
+        retry_backoff_cap_seconds=os.environ.get("RETRY_BACKOFF_CAP_SECONDS"),
     )
 
 
