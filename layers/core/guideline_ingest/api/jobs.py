@@ -10,8 +10,8 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
 
+from guideline_ingest.api.identity import caller
 from guideline_ingest.api.problems import problem_responses, sends_json, unsupported_media_type
-from guideline_ingest.api.resolver import caller
 from guideline_ingest.config import webhook_signing_secret
 from guideline_ingest.logic.cancellation import cancel_job
 from guideline_ingest.logic.reading import list_jobs, read_job

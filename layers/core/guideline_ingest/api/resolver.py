@@ -23,8 +23,3 @@ def create_resolver(*routers: Router) -> APIGatewayRestResolver:
     for router in routers:
         app.include_router(router)
     return app
-
-
-def caller(app: APIGatewayRestResolver) -> str:
-    """The API key that made the request owns the job (API Gateway checked the key)."""
-    return app.current_event.request_context.identity.api_key_id or "anonymous"
