@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import socket
 
 import pytest
 
-from guideline_ingest.webhooks import CallbackRefused, check_callback_url
+from guideline_ingest.webhooks import CallbackRefused, check_callback_url, post
 
 from conftest import cancel_event, event, http, sqs_event, submitted
 from support import WebhookReceiver
@@ -68,6 +69,24 @@ def secret_for_caller(invoke) -> str:
         ("https://192.168.1.1/hook", "internal"),
         ("https://169.254.169.254/latest/meta-data", "internal"),
         ("https://[::1]/hook", "loopback"),
+        ("https://100.64.0.1/hook", "internal"),  # carrier-grade NAT, shared address space
+        ("https://192.0.0.1/hook", "internal"),  # IETF protocol assignments
+        ("https://198.18.0.1/hook", "internal"),  # benchmarking
+        ("https://192.0.2.10/hook", "internal"),  # documentation
+        ("https://240.0.0.1/hook", "internal"),  # reserved
+        ("https://224.0.0.1/hook", "internal"),  # multicast
+        ("https://0.0.0.0/hook", "internal"),
+        ("https://[::ffff:10.0.0.1]/hook", "internal"),  # IPv4-mapped
+        ("https://[::ffff:127.0.0.1]/hook", "internal"),
+        ("https://[::ffff:169.254.169.254]/hook", "internal"),
+        ("https://[2002:a00:1::1]/hook", "internal"),  # 6to4 of 10.0.0.1
+        ("https://[64:ff9b::a00:1]/hook", "internal"),  # NAT64 of 10.0.0.1
+        ("https://[64:ff9b:1::a00:1]/hook", "internal"),  # local-use NAT64
+        ("https://[::10.0.0.1]/hook", "internal"),  # IPv4-compatible
+        ("https://[2001:db8::1]/hook", "internal"),  # documentation
+        ("https://[fd00::1]/hook", "internal"),  # unique local
+        ("https://[fe80::1]/hook", "internal"),  # link-local
+        ("https://[ff02::1]/hook", "internal"),  # multicast
         ("https://localhost/hook", "loopback"),
         ("http://127.0.0.1:8080/hook", "loopback"),
     ],
@@ -78,6 +97,30 @@ def test_unsafe_callback_urls_are_refused(invoke, queues, database, url, reason)
     assert response.status == 422
     assert reason in response.body["detail"]
     assert database.execute("SELECT count(*) AS n FROM jobs").fetchone()["n"] == 0
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://8.8.8.8/hook",
+        "https://[2606:4700::1111]/hook",
+        "https://[::ffff:8.8.8.8]/hook",
+        "https://[64:ff9b::808:808]/hook",
+        "https://hooks.example.com/hook",
+    ],
+)
+def test_globally_routable_callbacks_are_accepted(url):
+    assert check_callback_url(url) == url
+
+
+@pytest.mark.parametrize("answer", ["100.64.0.1", "::ffff:10.0.0.1", "198.18.0.1"])
+def test_an_internal_answer_for_a_public_name_is_refused_at_delivery(monkeypatch, answer):
+    """The name is checked again when it is called: DNS may answer an internal address then."""
+    family = socket.AF_INET6 if ":" in answer else socket.AF_INET
+    resolved = [(family, socket.SOCK_STREAM, 6, "", (answer, 443))]
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *_, **__: resolved)
+    with pytest.raises(CallbackRefused, match="internal address"):
+        post("https://hooks.example.com/jobs", b"{}", {}, timeout=1)
 
 
 def test_loopback_is_allowed_only_when_the_local_setting_says_so(monkeypatch):
