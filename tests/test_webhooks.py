@@ -6,12 +6,13 @@ import hashlib
 import hmac
 import json
 import socket
+import time
 
 import pytest
 
 from guideline_ingest.webhooks import CallbackRefused, check_callback_url, post
 
-from conftest import cancel_event, event, http, sqs_event, submitted
+from conftest import cancel_event, create_queues, event, http, sqs_event, submitted
 from support import WebhookReceiver
 
 
@@ -256,3 +257,40 @@ def test_a_job_without_callback_has_no_webhook(invoke, queues):
     event_id = submitted(invoke)
 
     assert read(invoke, event_id)["webhook"] is None
+
+
+def test_failed_deliveries_come_back_after_30_s_doubling_to_15_min(
+    invoke, queues, environment, functions, receiver, monkeypatch
+):
+    """The backoff the docs state: each failed attempt sets its message's visibility timeout."""
+    from guideline_ingest.queue import sqs_client
+
+    receiver.status = 500
+    event_id = submit_with_callback(invoke, receiver.url).body["event_id"]
+    invoke("process", sqs_event(event_id))
+    queue_url = create_queues(environment).jobs
+    settings = functions["webhook"].settings
+    monkeypatch.setattr(settings, "webhook_queue_url", queue_url)
+    monkeypatch.setattr(settings, "webhook_max_attempts", 8)  # the template's default
+    requested = []
+    events = sqs_client().meta.events
+    record_timeout = lambda params, **_: requested.append(params["VisibilityTimeout"])  # noqa: E731
+    events.register("provide-client-params.sqs.ChangeMessageVisibility", record_timeout)
+    try:
+        for attempt in range(1, 8):
+            environment.send_message(QueueUrl=queue_url, MessageBody=json.dumps({"event_id": event_id}))
+            [message] = environment.receive_message(QueueUrl=queue_url, WaitTimeSeconds=1)["Messages"]
+            delivery = sqs_event(event_id, receive_count=attempt)
+            delivery["Records"][0]["receiptHandle"] = message["ReceiptHandle"]
+
+            assert len(invoke("webhook", delivery)["batchItemFailures"]) == 1
+            if attempt == 1:
+                time.sleep(1.5)  # past the queue's own 1 s visibility timeout: the backoff holds it back
+            assert "Messages" not in environment.receive_message(QueueUrl=queue_url)
+    finally:
+        events.unregister("provide-client-params.sqs.ChangeMessageVisibility", record_timeout)
+
+    assert requested == [30, 60, 120, 240, 480, 900, 900]
+    last = sqs_event(event_id, receive_count=8)
+    assert invoke("webhook", last) == {"batchItemFailures": []}
+    assert read(invoke, event_id)["webhook"]["status"] == "FAILED"
