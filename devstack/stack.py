@@ -133,7 +133,8 @@ class Stack:
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.host}:{self._api.port}"
+        """The API's URL, stage included (http://127.0.0.1:3000/v1), as API Gateway's invoke URL."""
+        return f"http://{self.host}:{self._api.port}{self._api.base_path}"
 
     @property
     def api_key(self) -> str:

@@ -15,7 +15,9 @@ from urllib.parse import urlsplit
 
 from ingest_cli.errors import UsageError
 
-DEFAULT_BASE_URL = "http://127.0.0.1:3000"
+# `make dev` serves the API under the template's stage (StageName, default v1), as API Gateway does.
+LOCAL_STAGE_PATH = "/v1"
+DEFAULT_BASE_URL = f"http://127.0.0.1:3000{LOCAL_STAGE_PATH}"
 DEFAULT_API_KEY = "local-dev-key"
 
 _ASSIGNMENT = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
@@ -50,7 +52,7 @@ def read_dotenv(path: Path) -> dict[str, str]:
 def _from_dotenv(dotenv: Mapping[str, str]) -> tuple[str | None, str | None]:
     base_url = dotenv.get("INGEST_BASE_URL") or None
     if base_url is None and dotenv.get("PORT", "").strip().isdigit():
-        base_url = f"http://127.0.0.1:{dotenv['PORT'].strip()}"
+        base_url = f"http://127.0.0.1:{dotenv['PORT'].strip()}{LOCAL_STAGE_PATH}"
     api_key = dotenv.get("INGEST_API_KEY") or None
     if api_key is None:
         keys = [key.strip() for key in dotenv.get("API_KEYS", "").split(",") if key.strip()]

@@ -266,7 +266,9 @@ def _context():
     return LambdaContext("process")
 
 
-def test_steps_advance_while_the_chain_runs_and_report_usage_and_cost(invoke, queues, database, llm_edge):
+def test_steps_advance_while_the_chain_runs_and_report_usage_and_the_model_that_answered(
+    invoke, queues, database, llm_edge
+):
     event_id = submitted(invoke)
     seen_during_checklist = []
 
@@ -293,13 +295,39 @@ def test_steps_advance_while_the_chain_runs_and_report_usage_and_cost(invoke, qu
         ("checklist", "COMPLETED"),
     ]
     for step in steps:
-        assert step["model"] == "gpt-4o-mini" and step["prompt_version"]
+        # The offline model answered both steps, whatever OPENAI_MODEL asked for.
+        assert step["model"] == "offline-llm" and step["prompt_version"]
         assert step["input_tokens"] > 0 and step["output_tokens"] > 0
         assert step["started_at"] <= step["finished_at"] and step["latency_ms"] >= 0
     usage = read.body["usage"]
     assert usage["input_tokens"] == sum(s["input_tokens"] for s in steps)
-    expected = (usage["input_tokens"] * 0.15 + usage["output_tokens"] * 0.60) / 1_000_000
-    assert usage["estimated_cost_usd"] == pytest.approx(expected)
+    assert usage["estimated_cost_usd"] is None  # a model without a price gets no guess
+
+
+def test_the_snapshot_openai_answered_with_is_reported_and_priced(invoke, queues, database, llm_edge):
+    event_id = submitted(invoke)
+    item = {"id": 1, "title": "t", "description": "d", "priority": "high", "category": "security"}
+    checklist = json.dumps({"items": [{**item, "source_quote": "Passwords must be rotated every 90 days."}]})
+    snapshot = "gpt-4o-mini-2024-07-18"
+    llm_edge.extend(
+        [
+            lambda request: completion(content="Rotate passwords.", model=snapshot),
+            lambda request: completion(content=checklist, model=snapshot),
+        ]
+    )
+
+    invoke("process", sqs_event(event_id))
+
+    read = http(
+        invoke(
+            "status", event("status.json", path=f"/jobs/{event_id}", pathParameters={"event_id": event_id})
+        )
+    )
+    assert read.body["status"] == "COMPLETED"
+    assert [step["model"] for step in read.body["steps"]] == [snapshot, snapshot]
+    usage = read.body["usage"]
+    assert (usage["input_tokens"], usage["output_tokens"]) == (20, 10)
+    assert usage["estimated_cost_usd"] == pytest.approx((20 * 0.15 + 10 * 0.60) / 1_000_000)
 
 
 def test_a_failed_step_is_marked_failed(invoke, queues, database, llm_edge):

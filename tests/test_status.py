@@ -1,6 +1,7 @@
 """GET /jobs/{event_id} and GET /health, driven by the events/ files."""
 
 import json
+from urllib.parse import urljoin
 
 import pytest
 
@@ -153,6 +154,43 @@ def test_openapi_document_describes_every_route_from_the_same_models(invoke):
     request_schema = spec["components"]["schemas"]["SubmitJobRequest"]
     assert request_schema["properties"]["guidelines"]["maxLength"] == 200000
     assert "Job" in spec["components"]["schemas"] and "Problem" in spec["components"]["schemas"]
+
+
+def test_every_operation_has_an_id_from_the_domain(invoke):
+    spec = http(invoke("status", event("health.json", path="/openapi.json", resource="/openapi.json"))).body
+
+    operation_ids = {
+        (path, method): operation["operationId"]
+        for path, methods in spec["paths"].items()
+        for method, operation in methods.items()
+    }
+    assert operation_ids == {
+        ("/jobs", "post"): "submitJob",
+        ("/jobs", "get"): "listJobs",
+        ("/jobs/{event_id}", "get"): "getJob",
+        ("/jobs/{event_id}/cancel", "post"): "cancelJob",
+        ("/webhooks/secret", "get"): "getWebhookSecret",
+        ("/health", "get"): "getHealth",
+    }
+
+
+@pytest.mark.parametrize(
+    "document_url",
+    [
+        "https://abc123.execute-api.us-east-1.amazonaws.com/v1/openapi.json",
+        "http://localhost:4566/_aws/execute-api/abc123/v1/openapi.json",
+        "https://api.example.com/ingest/openapi.json",
+    ],
+)
+@pytest.mark.parametrize("path", ["/openapi.json", "/docs"])
+def test_the_documented_server_is_the_api_the_document_was_read_from(invoke, document_url, path):
+    data = event("health.json", path=path, resource=path, queryStringParameters={"format": "json"})
+    spec = http(invoke("status", data)).body
+
+    [server] = spec["servers"]
+    # OpenAPI appends the path to the server URL; a relative server URL resolves against the document's.
+    jobs_url = urljoin(document_url, server["url"]).rstrip("/") + "/jobs"
+    assert jobs_url == document_url.removesuffix("/openapi.json") + "/jobs"
 
 
 def test_swagger_ui_is_served_without_a_cdn(invoke):
