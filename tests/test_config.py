@@ -113,7 +113,9 @@ def test_the_webhook_timeout_is_read(bare_environment):
 def test_a_short_signing_secret_fails_without_showing_it(bare_environment):
     bare_environment.setenv("WEBHOOK_SIGNING_SECRET", "too-short-a-secret")
 
-    with pytest.raises(ConfigurationError, match="WEBHOOK_SIGNING_SECRET: String should have at least 32") as e:
+    with pytest.raises(
+        ConfigurationError, match="WEBHOOK_SIGNING_SECRET: String should have at least 32"
+    ) as e:
         load(config.StatusSettings)
     assert "too-short-a-secret" not in str(e.value)
 
@@ -138,7 +140,10 @@ def test_max_guidelines_chars_must_be_a_positive_integer(monkeypatch, value):
 
 def test_a_cold_start_without_a_required_variable_fails_naming_it(environment):
     env = {k: v for k, v in os.environ.items() if k != "JOBS_QUEUE_URL"}
-    code = "import runpy, sys; sys.path[:0] = ['layers/core', 'functions/submit']; runpy.run_path('functions/submit/app.py')"
+    code = (
+        "import runpy, sys; sys.path[:0] = ['layers/core', 'functions/submit'];"
+        "runpy.run_path('functions/submit/app.py')"
+    )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
 
     assert done.returncode != 0
@@ -257,7 +262,11 @@ class RecordingLLM:
                         "created": 1,
                         "model": "m",
                         "choices": [
-                            {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "ok"}}
+                            {
+                                "index": 0,
+                                "finish_reason": "stop",
+                                "message": {"role": "assistant", "content": "ok"},
+                            }
                         ],
                     }
                 ).encode()
@@ -305,7 +314,9 @@ def test_with_every_optional_parameter_empty_the_llm_client_uses_the_openai_defa
     secrets a real deployment needs are given), then its real cold start in a process of its own."""
     overrides = {"DatabaseSecretArn": DB_SECRET, "OpenAIApiKeySecretArn": KEY_SECRET}
     bare = load_template(ROOT / "infra" / "template.yaml", overrides)
-    queue_urls = {lid: f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT_ID}/{q.name}" for lid, q in bare.queues.items()}
+    queue_urls = {
+        lid: f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT_ID}/{q.name}" for lid, q in bare.queues.items()
+    }
     spec = load_template(ROOT / "infra" / "template.yaml", overrides, queue_urls).function("process")
     assert UNRESOLVED not in spec.environment.values()
     template_env = {name: str(value) for name, value in spec.environment.items()}
@@ -328,7 +339,9 @@ def test_with_every_optional_parameter_empty_the_llm_client_uses_the_openai_defa
         "app = runpy.run_path('functions/process/app.py');"
         "print(app['llm'].base_url); print(app['llm']._refresh_api_key())"
     )
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=lambda_env, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=lambda_env, capture_output=True, text=True
+    )
 
     assert done.returncode == 0, done.stderr
     base_url, api_key = done.stdout.split()

@@ -38,14 +38,17 @@ def load(kind: type[S]) -> S:
         return kind()
     except ValidationError as error:
         problems = "; ".join(
-            f"{_variable(problem['loc'])}: {'is required' if problem['type'] == 'missing' else problem['msg']}"
-            for problem in error.errors(include_url=False)
+            f"{_variable(problem['loc'])}: {_reason(problem)}" for problem in error.errors(include_url=False)
         )
         raise ConfigurationError(f"invalid environment ({kind.__name__}): {problems}") from None
 
 
 def _variable(location: tuple) -> str:
     return str(location[0]).upper() if location else "environment"
+
+
+def _reason(problem: dict) -> str:
+    return "is required" if problem["type"] == "missing" else problem["msg"]
 
 
 class DatabaseSettings(FunctionSettings):
