@@ -6,6 +6,7 @@ import subprocess
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from urllib.parse import unquote
 
 import pytest
 
@@ -153,6 +154,22 @@ def test_a_cold_start_without_a_required_variable_fails_naming_it(environment):
 # --- secrets, through the Parameters and Secrets extension's HTTP interface -------------------
 
 
+def _answer_json(handler: BaseHTTPRequestHandler, payload: dict) -> None:
+    body = json.dumps(payload).encode()
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+def _serve(handler: type[BaseHTTPRequestHandler]) -> HTTPServer:
+    handler.log_message = lambda *args: None
+    server = HTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
 class FakeExtension:
     """The AWS Parameters and Secrets Lambda Extension on localhost: the edge of the network."""
 
@@ -165,20 +182,10 @@ class FakeExtension:
             def do_GET(self):
                 outer.seen.append((self.path, self.headers.get("X-Aws-Parameters-Secrets-Token")))
                 secret_id = self.path.split("secretId=", 1)[1]
-                from urllib.parse import unquote
+                _answer_json(self, {"SecretString": outer.values[unquote(secret_id)]})
 
-                body = json.dumps({"SecretString": outer.values[unquote(secret_id)]}).encode()
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _serve(Handler)
         self.port = self.server.server_port
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
 @pytest.fixture
@@ -255,7 +262,8 @@ class RecordingLLM:
             def do_POST(self):
                 self.rfile.read(int(self.headers["Content-Length"]))
                 outer.authorizations.append(self.headers.get("Authorization"))
-                body = json.dumps(
+                _answer_json(
+                    self,
                     {
                         "id": "c",
                         "object": "chat.completion",
@@ -268,20 +276,11 @@ class RecordingLLM:
                                 "message": {"role": "assistant", "content": "ok"},
                             }
                         ],
-                    }
-                ).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                    },
+                )
 
-            def log_message(self, *args):
-                pass
-
-        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _serve(Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
 def test_a_warm_process_function_uses_the_rotated_openai_key(environment, secrets_extension, monkeypatch):
