@@ -7,11 +7,12 @@ local runner's port and first API key without any flag.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from dotenv import dotenv_values
 
 from ingest_cli.errors import UsageError
 
@@ -19,8 +20,6 @@ from ingest_cli.errors import UsageError
 LOCAL_STAGE_PATH = "/v1"
 DEFAULT_BASE_URL = f"http://127.0.0.1:3000{LOCAL_STAGE_PATH}"
 DEFAULT_API_KEY = "local-dev-key"
-
-_ASSIGNMENT = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
 
 
 @dataclass(frozen=True)
@@ -30,23 +29,13 @@ class Settings:
 
 
 def read_dotenv(path: Path) -> dict[str, str]:
-    """KEY=VALUE lines, `#` comments, optional `export` and quotes; a missing file is empty."""
+    """KEY=VALUE lines as python-dotenv reads them, taken literally; a missing or unreadable file
+    is empty."""
     try:
-        text = path.read_text(encoding="utf-8")
+        values = dotenv_values(path, interpolate=False, encoding="utf-8") if path.is_file() else {}
     except (OSError, UnicodeDecodeError):
         return {}
-    values: dict[str, str] = {}
-    for line in text.splitlines():
-        match = _ASSIGNMENT.match(line)
-        if not match or line.lstrip().startswith("#"):
-            continue
-        name, value = match.groups()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        else:
-            value = re.sub(r"\s+#.*$", "", value)
-        values[name] = value
-    return values
+    return {name: value for name, value in values.items() if value is not None}
 
 
 def _from_dotenv(dotenv: Mapping[str, str]) -> tuple[str | None, str | None]:

@@ -523,3 +523,44 @@ def test_batch_item_failures_follow_lambda_rules():
     assert succeeded_records(records, {"batchItemFailures": [{"itemIdentifier": "zzz"}]}, True) == []
     assert succeeded_records(records, {"batchItemFailures": [{"itemIdentifier": ""}]}, True) == []
     assert succeeded_records(records, {"batchItemFailures": [{"itemIdentifier": "a"}]}, False) == records
+
+
+def _project_stack(env: dict[str, str]) -> Stack:
+    return Stack(
+        port=0,
+        root=ROOT,
+        read_dotenv=False,
+        database=False,
+        api=False,
+        event_sources=False,
+        schedules=False,
+        env={"OPENAI_API_KEY": "", "OPENAI_BASE_URL": "", **env},
+    )
+
+
+def test_functions_get_the_template_environment_as_cloudformation_sets_it():
+    """Issue 11: empty values stay "" (the runner used to drop them, hiding defect 1)."""
+    from devstack.template import UNRESOLVED, load_template
+
+    with _project_stack({"OPENAI_API_KEY": "sk-real"}) as stack:
+        overrides = {"OpenAIApiKey": "sk-real", "OpenAIBaseUrl": ""}
+        deployed = load_template(
+            ROOT / "infra" / "template.yaml", overrides, stack.queue_urls, name_suffix=stack.name_suffix
+        )
+        for logical_id, spec in deployed.functions.items():
+            env = stack.pools[logical_id].environment
+            for name, value in spec.environment.items():
+                if value is not UNRESOLVED:
+                    assert env[name] == str(value), (logical_id, name)
+        process = stack.pools["ProcessFunction"].environment
+    assert process["OPENAI_BASE_URL"] == ""
+    assert process["OPENAI_API_KEY"] == "sk-real"
+
+
+def test_the_offline_llm_reaches_the_process_function_through_the_template_parameters():
+    with _project_stack({}) as stack:
+        process = stack.pools["ProcessFunction"].environment
+        assert stack.template.parameters["OpenAIBaseUrl"] == stack.offline_llm.url
+        assert process["OPENAI_BASE_URL"] == stack.offline_llm.url
+        assert process["OPENAI_API_KEY"] == stack.template.parameters["OpenAIApiKey"]
+        assert "OPENAI_BASE_URL" not in stack.pools["SubmitFunction"].environment

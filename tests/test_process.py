@@ -150,6 +150,40 @@ def test_a_rejected_request_fails_the_job(invoke, queues, database, llm_edge):
     assert "HTTP 400" in row["error"]["message"]
 
 
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_refused_api_key_gives_the_job_back_and_counts_an_auth_failure(
+    invoke, queues, database, llm_edge, capsys, status
+):
+    """A wrong or rotating key is not the job's fault: it is retried later, and alarmed on."""
+    event_id = submitted(invoke)
+    capsys.readouterr()
+    llm_edge.append(llm_error(status))
+
+    first = invoke("process", sqs_event(event_id))
+
+    assert len(failures(first)) == 1
+    assert job(database, event_id)["status"] == "PENDING"
+    emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    [metrics] = [m for m in emitted if "LLMAuthFailures" in m]
+    assert metrics["LLMAuthFailures"] == [1.0]
+    assert metrics["service"] == "guideline-ingest"
+    assert metrics["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "GuidelineIngest"
+    # The key works again (fixed or rotated): the redelivery completes the job.
+    assert invoke("process", sqs_event(event_id, receive_count=2)) == {"batchItemFailures": []}
+    assert job(database, event_id)["status"] == "COMPLETED"
+
+
+def test_on_the_last_delivery_a_refused_key_fails_the_job_saying_so(invoke, queues, database, llm_edge):
+    event_id = submitted(invoke)
+    llm_edge.append(llm_error(401))
+
+    assert invoke("process", sqs_event(event_id, receive_count=5)) == {"batchItemFailures": []}
+
+    row = job(database, event_id)
+    assert row["status"] == "FAILED" and row["error"]["type"] == "llm_unavailable"
+    assert "refused the API key (HTTP 401)" in row["error"]["message"]
+
+
 @pytest.mark.parametrize("step", [0, 1])
 def test_a_refusal_fails_the_job(invoke, queues, database, llm_edge, step):
     event_id = submitted(invoke)

@@ -10,7 +10,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from guideline_ingest.config import webhook_settings, webhook_signing_secret
+from guideline_ingest.config import webhook_settings
 from guideline_ingest.logic.notification import deliver_webhook
 from guideline_ingest.models import JobMessage
 from guideline_ingest.observability import logger, metrics
@@ -21,7 +21,6 @@ FIRST_BACKOFF_SECONDS = 30
 MAX_BACKOFF_SECONDS = 900
 
 settings = webhook_settings()
-master_secret = webhook_signing_secret()
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
@@ -30,7 +29,7 @@ def deliver(record: SQSRecord) -> None:
     try:
         deliver_webhook(
             JobMessage.model_validate_json(record.body).event_id,
-            master_secret=master_secret,
+            master_secret=settings.webhook_signing_secret,
             last_attempt=attempt >= settings.webhook_max_attempts,
             timeout=settings.webhook_timeout_seconds,
         )

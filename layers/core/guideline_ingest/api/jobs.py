@@ -13,7 +13,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Pat
 from guideline_ingest.api.identity import caller
 from guideline_ingest.api.links import link
 from guideline_ingest.api.problems import problem_responses, sends_json, unsupported_media_type
-from guideline_ingest.config import webhook_signing_secret
+from guideline_ingest.config import status_settings
 from guideline_ingest.logic.cancellation import cancel_job
 from guideline_ingest.logic.reading import list_jobs, read_job
 from guideline_ingest.logic.submission import submit_job
@@ -154,4 +154,4 @@ def post_cancel(event_id: Annotated[UUID, Path()]) -> Job:
     },
 )
 def get_webhook_secret() -> WebhookSecret:
-    return WebhookSecret(secret=signing_secret(webhook_signing_secret(), caller(reading)))
+    return WebhookSecret(secret=signing_secret(status_settings().webhook_signing_secret, caller(reading)))

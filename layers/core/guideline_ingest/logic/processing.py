@@ -4,8 +4,8 @@ Outcomes of one delivery:
 - the job is finished (COMPLETED, FAILED, or CANCELLED while it ran) -> acknowledged;
 - the job is already finished (duplicate delivery) -> acknowledged, nothing runs;
 - the same input was processed before -> its result is reused without the LLM;
-- a transient failure, or another delivery holds the job -> the record fails and
-  SQS delivers it again after the visibility timeout;
+- a transient failure (an LLM refusing the API key included), or another delivery
+  holds the job -> the record fails and SQS delivers it again after the visibility timeout;
 - on the last attempt (the last delivery SQS will make, or the job's last allowed
   claim when the sweeper has re-sent it), a transient failure ends the job FAILED
   with the reason instead, so no job is left PENDING when its message goes to the DLQ.
@@ -21,7 +21,7 @@ from guideline_ingest.dal.jobs import Claim
 from guideline_ingest.logic.chain import Chain, ChainFailed, pending_steps
 from guideline_ingest.logic.notification import announce_finished
 from guideline_ingest.logic.reading import usage_of
-from guideline_ingest.logic.retry import LLMUnavailable
+from guideline_ingest.logic.retry import LLMAuthFailed, LLMUnavailable
 from guideline_ingest.models import JobError, JobMessage, JobResult, Step
 from guideline_ingest.observability import logger, metrics
 
@@ -64,6 +64,8 @@ def process_job(
         _fail(event_id, claim, failure.kind, failure.message, chain.steps, settings)
         return
     except LLMUnavailable as unavailable:
+        if isinstance(unavailable, LLMAuthFailed):
+            metrics.add_metric(name="LLMAuthFailures", unit="Count", value=1)
         if receive_count >= settings.max_receive_count or claim.attempt >= settings.max_receive_count:
             reason = f"Gave up after repeated attempts: {unavailable}."
             _fail(event_id, claim, "llm_unavailable", reason, chain.steps, settings)
