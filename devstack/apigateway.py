@@ -83,28 +83,30 @@ class Route:
 
 
 class Router:
+    """Routes by stage, as API Gateway serves them: `/<stage>/<resource path>` and nothing else."""
+
     def __init__(self, routes: list[Route]):
         self.routes = sorted(routes, key=lambda r: r.specificity)
         self.stages = {route.api.stage for route in routes}
 
-    def match(self, path: str, method: str) -> tuple[Route | None, dict[str, str] | None, list[str]]:
-        """The route and its path parameters, or (None, None, allowed methods on that path)."""
-        for candidate in (path, *self._without_stage(path)):
-            allowed = []
-            for route in self.routes:
-                found = route.pattern.fullmatch(candidate)
-                if not found:
-                    continue
-                if route.spec.method in (method, "ANY"):
-                    return route, dict(zip(route.parameter_names, found.groups(), strict=True)), []
-                allowed.append(route.spec.method)
-            if allowed:
-                return None, None, sorted(set(allowed))
-        return None, None, []
+    def split_stage(self, path: str) -> tuple[str, str] | None:
+        """(stage, path within the stage), or None when the path names no stage of these APIs."""
+        stage, _, rest = path.removeprefix("/").partition("/")
+        return (stage, f"/{rest}") if stage in self.stages else None
 
-    def _without_stage(self, path: str) -> list[str]:
-        # Clients may use the cloud URL shape, with the stage as the first segment.
-        return [path[len(stage) + 1 :] or "/" for stage in self.stages if path.startswith(f"/{stage}/")]
+    def match(
+        self, stage: str, path: str, method: str
+    ) -> tuple[Route | None, dict[str, str] | None, list[str]]:
+        """The route and its path parameters, or (None, None, allowed methods on that path)."""
+        allowed = []
+        for route in self.routes:
+            found = route.pattern.fullmatch(path) if route.api.stage == stage else None
+            if not found:
+                continue
+            if route.spec.method in (method, "ANY"):
+                return route, dict(zip(route.parameter_names, found.groups(), strict=True)), []
+            allowed.append(route.spec.method)
+        return None, None, sorted(set(allowed))
 
 
 def _render_context(template: str, context: dict[str, str]) -> str:
@@ -332,6 +334,11 @@ class ApiGateway:
     def port(self) -> int:
         return self._server.server_address[1]
 
+    @property
+    def base_path(self) -> str:
+        """Where the (first) API is served, as API Gateway serves it: under its stage."""
+        return f"/{self.default_api.stage}" if self.default_api else ""
+
     def start(self) -> None:
         self._thread = threading.Thread(target=self._server.serve_forever, name="api", daemon=True)
         self._thread.start()
@@ -348,7 +355,11 @@ class ApiGateway:
         request_id = str(uuid.uuid4())
         method = request.command
         raw_path, _, query = request.path.partition("?")
-        route, path_parameters, allowed = self.router.match(raw_path, method)
+        staged = self.router.split_stage(raw_path)
+        stage, path = staged or (None, raw_path)
+        route, path_parameters, allowed = (
+            self.router.match(stage, path, method) if staged else (None, None, [])
+        )
         context = {
             "requestId": request_id,
             "extendedRequestId": request_id,
@@ -358,14 +369,27 @@ class ApiGateway:
         }
         label = route.pool.spec.short_name if route else "-"
         try:
-            status, headers, payload = self._respond(
-                request, route, path_parameters, allowed, raw_path, query, request_id, started, context
-            )
+            if staged:
+                status, headers, payload = self._respond(
+                    request, route, path_parameters, allowed, path, query, request_id, started, context
+                )
+            else:
+                status, headers, payload = self._outside_every_stage(request)
         except (ConnectionError, TimeoutError):
             request.close_connection = True
             return
         self._send(request, status, headers, payload, request_id)
         log.info("%s %s %s %d %.1f ms", method, request.path, label, status, (time.time() - started) * 1000)
+
+    def _outside_every_stage(self, request: _Handler) -> tuple[int, dict, bytes]:
+        """A URL without a stage reaches no API, so no gateway response applies: API Gateway's own 403."""
+        length_header = request.headers.get("Content-Length") or "0"
+        chunked = "chunked" in (request.headers.get("Transfer-Encoding") or "").lower()
+        if not length_header.isdigit() or int(length_header) > MAX_PAYLOAD_BYTES:
+            request.close_connection = True
+        else:
+            self._drain(request, int(length_header), chunked)
+        return 403, {"Content-Type": "application/json"}, json.dumps({"message": "Forbidden"}).encode()
 
     def _respond(self, request, route, path_parameters, allowed, path, query, request_id, started, context):
         api = route.api if route else self.default_api
@@ -411,7 +435,7 @@ class ApiGateway:
         event = proxy_event(
             route=route,
             method=request.command,
-            path=path if route.pattern.fullmatch(path) else path[len(route.api.stage) + 1 :],
+            path=path,
             path_parameters=path_parameters,
             query=query,
             header_items=list(request.headers.items()),

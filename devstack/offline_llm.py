@@ -415,8 +415,11 @@ def estimate_tokens(text: str) -> int:
     return math.ceil(words * 4 / 3)
 
 
-def complete(request: dict) -> dict:
-    """The chat.completion object answering `request`, deterministic in the request's content."""
+def complete(request: dict, model: str = DEFAULT_MODEL) -> dict:
+    """The chat.completion object answering `request`, deterministic in the request's content.
+
+    `model` is the one model this server runs, whatever the request asked for, as a server that
+    serves one model answers: callers report the model that really answered, and price none."""
     messages = request.get("messages")
     if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
         raise BadRequest("'messages' must be a non-empty array of message objects")
@@ -445,7 +448,7 @@ def complete(request: dict) -> dict:
         "id": f"chatcmpl-offline-{os.urandom(12).hex()}",
         "object": "chat.completion",
         "created": int(time.time()),
-        "model": str(request.get("model") or DEFAULT_MODEL),
+        "model": model,
         "system_fingerprint": "fp_offline",
         "choices": [
             {
@@ -793,7 +796,7 @@ class OfflineLLM:
             failed = "The server had an error while processing your request."
             return self._reply(int(fault), error_body(int(fault), failed))
         try:
-            return self._reply(200, complete(request))
+            return self._reply(200, complete(request, self.model))
         except BadRequest as error:
             return self._reply(400, error_body(400, str(error)))
 

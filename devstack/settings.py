@@ -9,32 +9,20 @@ empty (see docs/local-runner.md, "Precedence").
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
+from dotenv import dotenv_values
 
 
 def read_env_file(path: Path) -> dict[str, str]:
-    """KEY=VALUE lines; `#` comments, optional quotes, optional `export`."""
-    values: dict[str, str] = {}
+    """KEY=VALUE lines as python-dotenv reads them (comments, quotes, `export`), taken literally:
+    no `${VAR}` expansion, and a name without `=` is no setting."""
     if not path.is_file():
-        return values
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        match = _LINE.match(line)
-        if not match:
-            continue
-        key, value = match.groups()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        else:
-            value = re.sub(r"\s+#.*$", "", value)
-        values[key] = value
-    return values
+        return {}
+    values = dotenv_values(path, interpolate=False, encoding="utf-8")
+    return {name: value for name, value in values.items() if value is not None}
 
 
 @dataclass

@@ -133,7 +133,8 @@ class Stack:
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.host}:{self._api.port}"
+        """The API's URL, stage included (http://127.0.0.1:3000/v1), as API Gateway's invoke URL."""
+        return f"http://{self.host}:{self._api.port}{self._api.base_path}"
 
     @property
     def api_key(self) -> str:
@@ -195,10 +196,13 @@ class Stack:
         if failure:
             raise failure[0]
 
+        self.llm = self._choose_llm(bare)
         self.template = load_template(
-            self.template_path, self.parameter_overrides, self._sqs.queue_urls, name_suffix=self.name_suffix
+            self.template_path,
+            {**self._llm_parameters(bare), **self.parameter_overrides},
+            self._sqs.queue_urls,
+            name_suffix=self.name_suffix,
         )
-        self.llm = self._choose_llm()
         for spec in self.template.functions.values():
             self.pools[spec.logical_id] = FunctionPool(
                 spec, self._function_environment(spec), self._cap(spec)
@@ -269,11 +273,9 @@ class Stack:
             applied = migrate(self.database_url)
             log.info("migrations: %s", ", ".join(applied) if applied else "up to date")
 
-    def _choose_llm(self) -> LlmChoice | None:
+    def _choose_llm(self, template: Template) -> LlmChoice | None:
         if not any(
-            name.startswith("OPENAI_")
-            for spec in self.template.functions.values()
-            for name in spec.environment
+            name.startswith("OPENAI_") for spec in template.functions.values() for name in spec.environment
         ):
             return None
         key = self.settings.get("OPENAI_API_KEY")
@@ -291,6 +293,14 @@ class Stack:
             log=lambda line: llm_log.info("%s", line),
         ).start()
         return LlmChoice(self.offline_llm.url, OFFLINE_API_KEY, offline=True)
+
+    def _llm_parameters(self, template: Template) -> dict[str, str]:
+        """The chosen LLM reaches the functions as a deploy would give it: through the template's
+        parameters (a `parameter_overrides` entry of the caller's still wins)."""
+        if self.llm is None:
+            return {}
+        wanted = {"OpenAIBaseUrl": self.llm.base_url or "", "OpenAIApiKey": self.llm.api_key}
+        return {name: value for name, value in wanted.items() if name in template.parameters}
 
     def _cap(self, spec: FunctionSpec) -> int:
         if spec.sqs_sources:
@@ -321,21 +331,17 @@ class Stack:
             }
         )
         for name, value in spec.environment.items():
+            # As CloudFormation sets them: an empty value stays "". Only a value that exists in AWS
+            # alone (a resolved secret) is taken from the runner's settings, or left out.
             explicit = self.settings.explicit_value(name)
             if explicit:
                 env[name] = explicit
-            elif value is not UNRESOLVED and value != "":
+            elif value is not UNRESOLVED:
                 env[name] = str(value)
             elif self.settings.get(name):
                 env[name] = self.settings.get(name)
         if self.database_url:
             env["DATABASE_URL"] = self.database_url
-        if self.llm and any(name.startswith("OPENAI_") for name in spec.environment):
-            env["OPENAI_API_KEY"] = self.llm.api_key
-            if self.llm.base_url:
-                env["OPENAI_BASE_URL"] = self.llm.base_url
-            else:
-                env.pop("OPENAI_BASE_URL", None)
         env.update(self.function_env)
         return env
 

@@ -7,18 +7,19 @@ local runner's port and first API key without any flag.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from dotenv import dotenv_values
+
 from ingest_cli.errors import UsageError
 
-DEFAULT_BASE_URL = "http://127.0.0.1:3000"
+# `make dev` serves the API under the template's stage (StageName, default v1), as API Gateway does.
+LOCAL_STAGE_PATH = "/v1"
+DEFAULT_BASE_URL = f"http://127.0.0.1:3000{LOCAL_STAGE_PATH}"
 DEFAULT_API_KEY = "local-dev-key"
-
-_ASSIGNMENT = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*?)\s*$")
 
 
 @dataclass(frozen=True)
@@ -28,29 +29,19 @@ class Settings:
 
 
 def read_dotenv(path: Path) -> dict[str, str]:
-    """KEY=VALUE lines, `#` comments, optional `export` and quotes; a missing file is empty."""
+    """KEY=VALUE lines as python-dotenv reads them, taken literally; a missing or unreadable file
+    is empty."""
     try:
-        text = path.read_text(encoding="utf-8")
+        values = dotenv_values(path, interpolate=False, encoding="utf-8") if path.is_file() else {}
     except (OSError, UnicodeDecodeError):
         return {}
-    values: dict[str, str] = {}
-    for line in text.splitlines():
-        match = _ASSIGNMENT.match(line)
-        if not match or line.lstrip().startswith("#"):
-            continue
-        name, value = match.groups()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        else:
-            value = re.sub(r"\s+#.*$", "", value)
-        values[name] = value
-    return values
+    return {name: value for name, value in values.items() if value is not None}
 
 
 def _from_dotenv(dotenv: Mapping[str, str]) -> tuple[str | None, str | None]:
     base_url = dotenv.get("INGEST_BASE_URL") or None
     if base_url is None and dotenv.get("PORT", "").strip().isdigit():
-        base_url = f"http://127.0.0.1:{dotenv['PORT'].strip()}"
+        base_url = f"http://127.0.0.1:{dotenv['PORT'].strip()}{LOCAL_STAGE_PATH}"
     api_key = dotenv.get("INGEST_API_KEY") or None
     if api_key is None:
         keys = [key.strip() for key in dotenv.get("API_KEYS", "").split(",") if key.strip()]

@@ -203,10 +203,14 @@ class CodeBase:
                         for env_var in self._sources(function, argument, reachable, set()):
                             calls.add(AwsCall(service, _pascal(func.attr), env_var, where))
                         continue
+                arguments = node.args
+                # partial(read_secret, arn) calls read_secret(arn) later: the same AWS call.
+                if self.resolve(function.module, func) == "functools.partial" and arguments:
+                    func, arguments = arguments[0], arguments[1:]
                 helper = AWS_HELPERS.get(self.resolve(function.module, func) or "")
                 if helper:
                     service, operation, index = helper
-                    argument = node.args[index] if len(node.args) > index else None
+                    argument = arguments[index] if len(arguments) > index else None
                     for env_var in self._sources(function, argument, reachable, set()):
                         calls.add(AwsCall(service, operation, env_var, where))
         return calls

@@ -272,15 +272,17 @@ def llm_edge(functions, offline_llm, monkeypatch):
     return script
 
 
-def completion(content: str | None = None, refusal: str | None = None) -> httpx2.Response:
-    """An llm_edge answer: a chat completion with this content or refusal."""
+def completion(
+    content: str | None = None, refusal: str | None = None, model: str = "gpt-4o-mini"
+) -> httpx2.Response:
+    """An llm_edge answer: a chat completion with this content or refusal, from this model."""
     return httpx2.Response(
         200,
         json={
             "id": "chatcmpl-test",
             "object": "chat.completion",
             "created": 1795939200,
-            "model": "gpt-4o-mini",
+            "model": model,
             "choices": [
                 {
                     "index": 0,

@@ -317,7 +317,7 @@ def test_settings_flags_beat_environment_beat_dotenv(tmp_path):
     from_env = resolve(environ=environ, cwd=tmp_path)
     from_flags = resolve("https://api.example.test/prod", "from-flag", environ, tmp_path)
 
-    assert (from_dotenv.base_url, from_dotenv.api_key) == ("http://127.0.0.1:4100", "first")
+    assert (from_dotenv.base_url, from_dotenv.api_key) == ("http://127.0.0.1:4100/v1", "first")
     assert (from_env.base_url, from_env.api_key) == ("http://127.0.0.1:4200", "from-env")
     assert (from_flags.base_url, from_flags.api_key) == ("https://api.example.test/prod", "from-flag")
 
@@ -332,7 +332,7 @@ def test_settings_dotenv_names_and_defaults(tmp_path):
     default = resolve(environ={}, cwd=tmp_path / "elsewhere")
 
     assert (named.base_url, named.api_key) == ("http://localhost:4300", "k")
-    assert (default.base_url, default.api_key) == ("http://127.0.0.1:3000", "local-dev-key")
+    assert (default.base_url, default.api_key) == ("http://127.0.0.1:3000/v1", "local-dev-key")
 
 
 def test_installed_console_script():

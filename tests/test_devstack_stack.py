@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -175,10 +176,12 @@ def stack(project, out_file):
         yield running
 
 
-def request(stack, method, path, body=None, headers=None):
-    connection = http.client.HTTPConnection("127.0.0.1", int(stack.base_url.rsplit(":", 1)[1]), timeout=30)
+def request(stack, method, path, body=None, headers=None, stage=True):
+    """`path` within the stage, like a client of the invoke URL; stage=False sends it as it is."""
+    url = urlsplit(stack.base_url)
+    connection = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
     try:
-        connection.request(method, path, body=body, headers=headers or {})
+        connection.request(method, url.path + path if stage else path, body=body, headers=headers or {})
         response = connection.getresponse()
         return response.status, dict(response.getheaders()), response.read()
     finally:
@@ -270,8 +273,13 @@ def test_response_headers_and_base64_bodies(stack):
     assert (status, body, headers["Content-Type"]) == (200, b"\x00\x01binary", "application/octet-stream")
 
 
-def test_the_stage_prefix_of_cloud_urls_is_accepted(stack):
-    assert echo(stack, "/test/items/abc")["event"]["path"] == "/items/abc"
+def test_the_api_is_served_under_its_stage_only_as_api_gateway_serves_it(stack):
+    assert stack.base_url.endswith("/test")
+    event = echo(stack, "/items/abc")["event"]
+    assert (event["path"], event["requestContext"]["path"]) == ("/items/abc", "/test/items/abc")
+    for path in ("/items/abc", "/", "/other-stage/items/abc"):
+        status, _, body = request(stack, "GET", path, headers={"x-api-key": API_KEY}, stage=False)
+        assert (status, json.loads(body)) == (403, {"message": "Forbidden"}), path
 
 
 @pytest.mark.parametrize("key", [None, "wrong-key"])
@@ -309,10 +317,10 @@ def test_unknown_route_and_wrong_method(stack):
 
 
 def test_a_body_over_10_mb_is_refused_with_413_before_it_is_read(stack):
-    port = int(stack.base_url.rsplit(":", 1)[1])
+    port = urlsplit(stack.base_url).port
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(
-            b"POST /items HTTP/1.1\r\nHost: x\r\nx-api-key: test-key\r\n"
+            b"POST /test/items HTTP/1.1\r\nHost: x\r\nx-api-key: test-key\r\n"
             b"Content-Length: 10485761\r\nContent-Type: application/json\r\n\r\n"
         )
         answer = sock.recv(4096)
@@ -326,11 +334,11 @@ def test_handler_errors_and_malformed_results_are_502(stack):
 
 
 def test_keep_alive_serves_several_requests_on_one_connection(stack):
-    port = int(stack.base_url.rsplit(":", 1)[1])
+    port = urlsplit(stack.base_url).port
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
         for _ in range(3):
-            connection.request("GET", "/nothing", headers={"x-api-key": API_KEY})
+            connection.request("GET", "/test/nothing", headers={"x-api-key": API_KEY})
             response = connection.getresponse()
             response.read()
             assert response.status == 403
@@ -515,3 +523,44 @@ def test_batch_item_failures_follow_lambda_rules():
     assert succeeded_records(records, {"batchItemFailures": [{"itemIdentifier": "zzz"}]}, True) == []
     assert succeeded_records(records, {"batchItemFailures": [{"itemIdentifier": ""}]}, True) == []
     assert succeeded_records(records, {"batchItemFailures": [{"itemIdentifier": "a"}]}, False) == records
+
+
+def _project_stack(env: dict[str, str]) -> Stack:
+    return Stack(
+        port=0,
+        root=ROOT,
+        read_dotenv=False,
+        database=False,
+        api=False,
+        event_sources=False,
+        schedules=False,
+        env={"OPENAI_API_KEY": "", "OPENAI_BASE_URL": "", **env},
+    )
+
+
+def test_functions_get_the_template_environment_as_cloudformation_sets_it():
+    """Issue 11: empty values stay "" (the runner used to drop them, hiding defect 1)."""
+    from devstack.template import UNRESOLVED, load_template
+
+    with _project_stack({"OPENAI_API_KEY": "sk-real"}) as stack:
+        overrides = {"OpenAIApiKey": "sk-real", "OpenAIBaseUrl": ""}
+        deployed = load_template(
+            ROOT / "infra" / "template.yaml", overrides, stack.queue_urls, name_suffix=stack.name_suffix
+        )
+        for logical_id, spec in deployed.functions.items():
+            env = stack.pools[logical_id].environment
+            for name, value in spec.environment.items():
+                if value is not UNRESOLVED:
+                    assert env[name] == str(value), (logical_id, name)
+        process = stack.pools["ProcessFunction"].environment
+    assert process["OPENAI_BASE_URL"] == ""
+    assert process["OPENAI_API_KEY"] == "sk-real"
+
+
+def test_the_offline_llm_reaches_the_process_function_through_the_template_parameters():
+    with _project_stack({}) as stack:
+        process = stack.pools["ProcessFunction"].environment
+        assert stack.template.parameters["OpenAIBaseUrl"] == stack.offline_llm.url
+        assert process["OPENAI_BASE_URL"] == stack.offline_llm.url
+        assert process["OPENAI_API_KEY"] == stack.template.parameters["OpenAIApiKey"]
+        assert "OPENAI_BASE_URL" not in stack.pools["SubmitFunction"].environment

@@ -164,6 +164,9 @@ def test_env_files_and_precedence(tmp_path):
     (tmp_path / ".env.example").write_text("PORT=3000\nAPI_KEYS=a,b\nOPENAI_MODEL=gpt\n# comment\n")
     (tmp_path / ".env").write_text("export PORT='4000'\nOPENAI_MODEL=llama # local model\n")
     assert read_env_file(tmp_path / ".env") == {"PORT": "4000", "OPENAI_MODEL": "llama"}
+    literal = tmp_path / "literal.env"
+    literal.write_text("KEY=\"a ${HOME} b\"\nEMPTY=\nBARE_NAME\nHASH='x # y'\n")
+    assert read_env_file(literal) == {"KEY": "a ${HOME} b", "EMPTY": "", "HASH": "x # y"}
 
     settings = load_settings(tmp_path, {"API_KEYS": "c"}, environ={"PORT": "5000", "UNRELATED": "x"})
     assert settings.get("PORT") == "5000"  # the shell beats .env

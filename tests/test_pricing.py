@@ -11,8 +11,13 @@ def test_a_known_model_is_priced_per_million_tokens():
     assert estimated_cost_usd("gpt-4o-mini", 1_000_000, 1_000_000) == pytest.approx(0.75)
 
 
-def test_an_unknown_model_gets_no_guess():
-    assert estimated_cost_usd("llama3:8b", 10, 10) is None
+def test_a_dated_snapshot_costs_what_its_alias_costs():
+    assert estimated_cost_usd("gpt-4o-mini-2024-07-18", 1_000_000, 1_000_000) == pytest.approx(0.75)
+
+
+@pytest.mark.parametrize("model", ["llama3:8b", "offline-llm", "gpt-4o-mini-custom"])
+def test_an_unknown_model_gets_no_guess(model):
+    assert estimated_cost_usd(model, 10, 10) is None
 
 
 def test_one_unpriced_step_makes_the_total_cost_unknown():

@@ -206,6 +206,45 @@ def test_a_rejected_request_fails_the_job(invoke, queues, database, llm_edge):
     assert "HTTP 400" in row["error"]["message"]
 
 
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_refused_api_key_gives_the_job_back_and_counts_an_auth_failure(
+    invoke, requeues, database, llm_edge, capsys, status
+):
+    """A wrong or rotating key is not the job's fault: it is retried later, and alarmed on."""
+    event_id = submitted(invoke)
+    capsys.readouterr()
+    llm_edge.append(llm_error(status))
+
+    first = invoke("process", delivered(requeues))
+
+    assert first == {"batchItemFailures": []}
+    row = job(database, event_id)
+    assert (row["status"], row["retries"]) == ("PENDING", 1)
+    assert live_messages(requeues)["MessagesDelayed"] == 1
+    emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    [metrics] = [m for m in emitted if "LLMAuthFailures" in m]
+    assert metrics["LLMAuthFailures"] == [1.0]
+    assert metrics["service"] == "guideline-ingest"
+    assert metrics["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "GuidelineIngest"
+    # The key works again (fixed or rotated): the redelivery completes the job.
+    assert invoke("process", sqs_event(event_id, receive_count=2)) == {"batchItemFailures": []}
+    assert job(database, event_id)["status"] == "COMPLETED"
+
+
+def test_a_key_refused_until_the_budget_is_spent_fails_the_job_saying_so(invoke, requeues, database, llm_edge):
+    event_id = submitted(invoke)
+    database.execute("UPDATE jobs SET created_at = now() - interval '6 hours' WHERE event_id = %s", (event_id,))
+    llm_edge.append(llm_error(401))
+
+    assert invoke("process", delivered(requeues)) == {"batchItemFailures": []}
+
+    row = job(database, event_id)
+    assert row["status"] == "FAILED" and row["error"]["type"] == "llm_unavailable"
+    assert row["error"]["message"] == (
+        "The LLM stayed unavailable for the whole retry budget of 6 h: the LLM refused the API key (HTTP 401)."
+    )
+
+
 @pytest.mark.parametrize("step", [0, 1])
 def test_a_refusal_fails_the_job(invoke, queues, database, llm_edge, step):
     event_id = submitted(invoke)
@@ -322,7 +361,9 @@ def _context():
     return LambdaContext("process")
 
 
-def test_steps_advance_while_the_chain_runs_and_report_usage_and_cost(invoke, queues, database, llm_edge):
+def test_steps_advance_while_the_chain_runs_and_report_usage_and_the_model_that_answered(
+    invoke, queues, database, llm_edge
+):
     event_id = submitted(invoke)
     seen_during_checklist = []
 
@@ -349,13 +390,39 @@ def test_steps_advance_while_the_chain_runs_and_report_usage_and_cost(invoke, qu
         ("checklist", "COMPLETED"),
     ]
     for step in steps:
-        assert step["model"] == "gpt-4o-mini" and step["prompt_version"]
+        # The offline model answered both steps, whatever OPENAI_MODEL asked for.
+        assert step["model"] == "offline-llm" and step["prompt_version"]
         assert step["input_tokens"] > 0 and step["output_tokens"] > 0
         assert step["started_at"] <= step["finished_at"] and step["latency_ms"] >= 0
     usage = read.body["usage"]
     assert usage["input_tokens"] == sum(s["input_tokens"] for s in steps)
-    expected = (usage["input_tokens"] * 0.15 + usage["output_tokens"] * 0.60) / 1_000_000
-    assert usage["estimated_cost_usd"] == pytest.approx(expected)
+    assert usage["estimated_cost_usd"] is None  # a model without a price gets no guess
+
+
+def test_the_snapshot_openai_answered_with_is_reported_and_priced(invoke, queues, database, llm_edge):
+    event_id = submitted(invoke)
+    item = {"id": 1, "title": "t", "description": "d", "priority": "high", "category": "security"}
+    checklist = json.dumps({"items": [{**item, "source_quote": "Passwords must be rotated every 90 days."}]})
+    snapshot = "gpt-4o-mini-2024-07-18"
+    llm_edge.extend(
+        [
+            lambda request: completion(content="Rotate passwords.", model=snapshot),
+            lambda request: completion(content=checklist, model=snapshot),
+        ]
+    )
+
+    invoke("process", sqs_event(event_id))
+
+    read = http(
+        invoke(
+            "status", event("status.json", path=f"/jobs/{event_id}", pathParameters={"event_id": event_id})
+        )
+    )
+    assert read.body["status"] == "COMPLETED"
+    assert [step["model"] for step in read.body["steps"]] == [snapshot, snapshot]
+    usage = read.body["usage"]
+    assert (usage["input_tokens"], usage["output_tokens"]) == (20, 10)
+    assert usage["estimated_cost_usd"] == pytest.approx((20 * 0.15 + 10 * 0.60) / 1_000_000)
 
 
 def test_a_failed_step_is_marked_failed(invoke, queues, database, llm_edge):

@@ -4,7 +4,7 @@ import json
 
 from guideline_ingest.observability import logger
 
-from conftest import event, http
+from conftest import cancel_event, event, http
 
 SECRET_MARKER = "TOP-SECRET-7f3a9c"
 
@@ -51,3 +51,51 @@ def test_an_unexpected_error_is_a_problem_without_internals(invoke, queues, monk
     assert response.headers["content-type"] == "application/problem+json"
     assert "internals" not in json.dumps(response.body)
     assert "internals" in caplog.text  # but operators see it in the logs
+
+
+def without_api_key(data: dict) -> dict:
+    """The event a function gets from a route or stage that does not require an API key."""
+    data["requestContext"]["identity"] |= {"apiKey": None, "apiKeyId": None}
+    for headers in (data["headers"], data["multiValueHeaders"]):
+        headers.pop("x-api-key", None)
+    return data
+
+
+def on_path(data: dict, path: str, resource: str, event_id: str | None = None) -> dict:
+    parameters = {"event_id": event_id} if event_id else None
+    data |= {"path": path, "resource": resource, "pathParameters": parameters}
+    data["requestContext"] |= {"path": f"/v1{path}", "resourcePath": resource}
+    return data
+
+
+def assert_refused_like_the_gateway(response) -> None:
+    assert response.status == 403
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.body["type"] == "urn:guideline-ingest:problem:invalid-api-key"
+    assert response.body["detail"] == "A valid API key is required in the x-api-key header."
+
+
+def test_a_submission_without_an_api_key_id_is_refused_and_stores_nothing(invoke, queues, database):
+    response = http(invoke("submit", event("submit-no-api-key.json")))
+
+    assert_refused_like_the_gateway(response)
+    assert database.execute("SELECT count(*) AS n FROM jobs").fetchone()["n"] == 0
+    assert queues.receive() == []
+
+
+def test_reads_and_cancels_without_an_api_key_id_are_refused(invoke, queues, database):
+    event_id = http(invoke("submit", event("submit.json"))).body["event_id"]
+    for function, data in [
+        ("status", on_path(event("status.json"), f"/jobs/{event_id}", "/jobs/{event_id}", event_id)),
+        ("status", on_path(event("status.json"), "/jobs", "/jobs")),
+        ("status", on_path(event("status.json"), "/webhooks/secret", "/webhooks/secret")),
+        ("submit", cancel_event(event_id)),
+    ]:
+        assert_refused_like_the_gateway(http(invoke(function, without_api_key(data))))
+    assert database.execute("SELECT status FROM jobs").fetchone()["status"] == "PENDING"
+
+
+def test_routes_that_need_no_key_still_answer_without_one(invoke, queues):
+    for path in ("/health", "/openapi.json", "/docs"):
+        data = without_api_key(on_path(event("health.json"), path, path))
+        assert http(invoke("status", data)).status == 200, path

@@ -1,10 +1,13 @@
 """GET /jobs/{event_id} and GET /health, driven by the events/ files."""
 
 import json
+import time
+from urllib.parse import urljoin
 
 import pytest
 
 from guideline_ingest import db
+from guideline_ingest.config import database_settings
 
 from conftest import event, http
 
@@ -110,12 +113,12 @@ def test_health_checks_the_database(invoke, queues):
 def test_health_is_503_when_the_database_is_down_and_recovers(invoke, queues, monkeypatch):
     monkeypatch.setattr(db, "_connection", None)
     monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:9/none")
-    db.database_url.cache_clear()
+    database_settings.cache_clear()
     try:
         down = http(invoke("status", event("health.json")))
     finally:
         monkeypatch.undo()
-        db.database_url.cache_clear()
+        database_settings.cache_clear()
 
     assert down.status == 503
     assert down.headers["retry-after"] == "5"
@@ -123,17 +126,20 @@ def test_health_is_503_when_the_database_is_down_and_recovers(invoke, queues, mo
     assert http(invoke("status", event("health.json"))).status == 200
 
 
-def test_a_broken_connection_is_replaced_on_next_use(invoke, queues, database):
-    database.execute(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-        " WHERE pid <> pg_backend_pid() AND datname = current_database() AND backend_type = 'client backend'"
-    )
+def test_a_connection_the_server_ended_costs_no_request(invoke, queues, database):
+    """Failover, a restart or a proxy's idle timeout end the session while the environment idles."""
+    assert http(invoke("status", event("health.json"))).status == 200
+    old_pid = db.connection().info.backend_pid
+    database.execute("SELECT pg_terminate_backend(%s)", (old_pid,))
+    for _ in range(100):
+        if not database.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (old_pid,)).fetchone():
+            break
+        time.sleep(0.02)
 
-    first = http(invoke("status", event("health.json")))
-    second = http(invoke("status", event("health.json")))
+    response = http(invoke("status", event("health.json")))
 
-    assert first.status == 503
-    assert second.status == 200
+    assert response.status == 200
+    assert db.connection().info.backend_pid != old_pid
 
 
 def test_openapi_document_describes_every_route_from_the_same_models(invoke):
@@ -153,6 +159,43 @@ def test_openapi_document_describes_every_route_from_the_same_models(invoke):
     request_schema = spec["components"]["schemas"]["SubmitJobRequest"]
     assert request_schema["properties"]["guidelines"]["maxLength"] == 200000
     assert "Job" in spec["components"]["schemas"] and "Problem" in spec["components"]["schemas"]
+
+
+def test_every_operation_has_an_id_from_the_domain(invoke):
+    spec = http(invoke("status", event("health.json", path="/openapi.json", resource="/openapi.json"))).body
+
+    operation_ids = {
+        (path, method): operation["operationId"]
+        for path, methods in spec["paths"].items()
+        for method, operation in methods.items()
+    }
+    assert operation_ids == {
+        ("/jobs", "post"): "submitJob",
+        ("/jobs", "get"): "listJobs",
+        ("/jobs/{event_id}", "get"): "getJob",
+        ("/jobs/{event_id}/cancel", "post"): "cancelJob",
+        ("/webhooks/secret", "get"): "getWebhookSecret",
+        ("/health", "get"): "getHealth",
+    }
+
+
+@pytest.mark.parametrize(
+    "document_url",
+    [
+        "https://abc123.execute-api.us-east-1.amazonaws.com/v1/openapi.json",
+        "http://localhost:4566/_aws/execute-api/abc123/v1/openapi.json",
+        "https://api.example.com/ingest/openapi.json",
+    ],
+)
+@pytest.mark.parametrize("path", ["/openapi.json", "/docs"])
+def test_the_documented_server_is_the_api_the_document_was_read_from(invoke, document_url, path):
+    data = event("health.json", path=path, resource=path, queryStringParameters={"format": "json"})
+    spec = http(invoke("status", data)).body
+
+    [server] = spec["servers"]
+    # OpenAPI appends the path to the server URL; a relative server URL resolves against the document's.
+    jobs_url = urljoin(document_url, server["url"]).rstrip("/") + "/jobs"
+    assert jobs_url == document_url.removesuffix("/openapi.json") + "/jobs"
 
 
 def test_swagger_ui_is_served_without_a_cdn(invoke):

@@ -1,6 +1,7 @@
 """POST /jobs, driven by the events/ files: HTTP responses and database rows out."""
 
 import json
+from urllib.parse import urljoin
 
 import pytest
 
@@ -24,13 +25,30 @@ def test_accepts_a_job_stores_it_and_queues_only_its_id(invoke, queues, database
     assert set(response.body) == {"event_id", "status", "created_at"}
     assert response.body["status"] == "PENDING"
     assert response.body["created_at"].endswith(("Z", "+00:00"))
-    assert response.headers["location"] == f"/jobs/{response.body['event_id']}"
+    # Relative, so it resolves under the stage: https://<api>/v1/jobs + jobs/<id> = .../v1/jobs/<id>
+    assert response.headers["location"] == f"jobs/{response.body['event_id']}"
     row = database.execute("SELECT * FROM jobs").fetchone()
     assert str(row["event_id"]) == response.body["event_id"]
     assert row["status"] == "PENDING" and row["owner"] == API_KEY_ID and row["attempts"] == 0
     assert row["guidelines"] == json.loads(event("submit.json")["body"])["guidelines"]
     [message] = queues.receive()
     assert json.loads(message["Body"]) == {"event_id": response.body["event_id"]}
+
+
+@pytest.mark.parametrize(
+    ("called", "event_path"),
+    [
+        ("https://abc123.execute-api.us-east-1.amazonaws.com/v1/jobs", "/jobs"),
+        ("http://localhost:4566/_aws/execute-api/abc123/v1/jobs", "/jobs"),
+        ("http://127.0.0.1:3000/v1/jobs/", "/jobs/"),
+    ],
+)
+def test_the_location_resolves_inside_the_api_that_was_called(invoke, queues, called, event_path):
+    response = http(invoke("submit", event("submit.json", path=event_path)))
+
+    assert response.status == 202
+    job_url = urljoin(called, response.headers["location"])
+    assert job_url == called.rstrip("/").removesuffix("/jobs") + f"/jobs/{response.body['event_id']}"
 
 
 @pytest.mark.parametrize(

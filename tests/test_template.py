@@ -276,10 +276,17 @@ def test_database_connection_comes_from_exactly_the_parameter_given(template):
     assert template["Parameters"]["OpenAIApiKey"]["NoEcho"] is True
 
 
-def test_secrets_extension_is_added_only_with_a_database_secret(template):
-    expected = {"Fn::If": ["UseDatabaseSecret", {"Ref": "SecretsExtensionLayerArn"}, {"Ref": "AWS::NoValue"}]}
+def test_secrets_extension_is_added_only_where_a_secret_is_read(template):
+    def layer_if(condition):
+        return [{"Fn::If": [condition, {"Ref": "SecretsExtensionLayerArn"}, {"Ref": "AWS::NoValue"}]}]
+
     for name, properties in functions(template).items():
-        assert properties["Layers"] == [expected], name
+        # The process function reads the OpenAI key through the extension too.
+        wanted = "ProcessReadsSecrets" if name == "ProcessFunction" else "UseDatabaseSecret"
+        assert properties["Layers"] == layer_if(wanted), name
+    assert template["Conditions"]["ProcessReadsSecrets"] == {
+        "Fn::Or": [{"Condition": "UseDatabaseSecret"}, {"Condition": "UseOpenAIApiKeySecret"}]
+    }
     default = parameter_default(template, "SecretsExtensionLayerArn")
     assert re.fullmatch(
         r"arn:aws:lambda:us-east-1:\d{12}:layer:AWS-Parameters-and-Secrets-Lambda-Extension-Arm64:\d+",
@@ -486,6 +493,22 @@ def test_alarms_cover_dead_letters_errors_and_message_age(template):
     ) in watched
     for function in FUNCTION_ENV:
         assert ("AWS/Lambda", "Errors", json.dumps({"Ref": function})) in watched, function
+
+
+def test_a_refused_llm_key_is_alarmed_on_the_metric_powertools_emits(template):
+    alarm = template["Resources"]["LLMAuthFailuresAlarm"]["Properties"]
+    function_env = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert alarm["Namespace"] == function_env["POWERTOOLS_METRICS_NAMESPACE"]
+    assert alarm["MetricName"] == "LLMAuthFailures"
+    # Powertools Metrics adds one dimension, `service`, set from POWERTOOLS_SERVICE_NAME.
+    assert alarm["Dimensions"] == [{"Name": "service", "Value": function_env["POWERTOOLS_SERVICE_NAME"]}]
+    assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (0, "GreaterThanThreshold")
+
+
+def test_database_sslmode_reaches_every_function_and_defaults_to_require(template):
+    function_env = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert function_env["DATABASE_SSLMODE"] == {"Ref": "DatabaseSslMode"}
+    assert parameter_default(template, "DatabaseSslMode") == "require"
 
 
 def test_outputs_give_the_deployer_what_it_needs(template):

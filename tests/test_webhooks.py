@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import socket
+import time
 
 import pytest
 
-from guideline_ingest.webhooks import CallbackRefused, check_callback_url
+from guideline_ingest.webhooks import CallbackRefused, check_callback_url, post
 
-from conftest import cancel_event, event, http, sqs_event, submitted
+from conftest import cancel_event, create_queues, event, http, sqs_event, submitted
 from support import WebhookReceiver
 
 
@@ -68,6 +70,24 @@ def secret_for_caller(invoke) -> str:
         ("https://192.168.1.1/hook", "internal"),
         ("https://169.254.169.254/latest/meta-data", "internal"),
         ("https://[::1]/hook", "loopback"),
+        ("https://100.64.0.1/hook", "internal"),  # carrier-grade NAT, shared address space
+        ("https://192.0.0.1/hook", "internal"),  # IETF protocol assignments
+        ("https://198.18.0.1/hook", "internal"),  # benchmarking
+        ("https://192.0.2.10/hook", "internal"),  # documentation
+        ("https://240.0.0.1/hook", "internal"),  # reserved
+        ("https://224.0.0.1/hook", "internal"),  # multicast
+        ("https://0.0.0.0/hook", "internal"),
+        ("https://[::ffff:10.0.0.1]/hook", "internal"),  # IPv4-mapped
+        ("https://[::ffff:127.0.0.1]/hook", "internal"),
+        ("https://[::ffff:169.254.169.254]/hook", "internal"),
+        ("https://[2002:a00:1::1]/hook", "internal"),  # 6to4 of 10.0.0.1
+        ("https://[64:ff9b::a00:1]/hook", "internal"),  # NAT64 of 10.0.0.1
+        ("https://[64:ff9b:1::a00:1]/hook", "internal"),  # local-use NAT64
+        ("https://[::10.0.0.1]/hook", "internal"),  # IPv4-compatible
+        ("https://[2001:db8::1]/hook", "internal"),  # documentation
+        ("https://[fd00::1]/hook", "internal"),  # unique local
+        ("https://[fe80::1]/hook", "internal"),  # link-local
+        ("https://[ff02::1]/hook", "internal"),  # multicast
         ("https://localhost/hook", "loopback"),
         ("http://127.0.0.1:8080/hook", "loopback"),
     ],
@@ -78,6 +98,30 @@ def test_unsafe_callback_urls_are_refused(invoke, queues, database, url, reason)
     assert response.status == 422
     assert reason in response.body["detail"]
     assert database.execute("SELECT count(*) AS n FROM jobs").fetchone()["n"] == 0
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://8.8.8.8/hook",
+        "https://[2606:4700::1111]/hook",
+        "https://[::ffff:8.8.8.8]/hook",
+        "https://[64:ff9b::808:808]/hook",
+        "https://hooks.example.com/hook",
+    ],
+)
+def test_globally_routable_callbacks_are_accepted(url):
+    assert check_callback_url(url) == url
+
+
+@pytest.mark.parametrize("answer", ["100.64.0.1", "::ffff:10.0.0.1", "198.18.0.1"])
+def test_an_internal_answer_for_a_public_name_is_refused_at_delivery(monkeypatch, answer):
+    """The name is checked again when it is called: DNS may answer an internal address then."""
+    family = socket.AF_INET6 if ":" in answer else socket.AF_INET
+    resolved = [(family, socket.SOCK_STREAM, 6, "", (answer, 443))]
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *_, **__: resolved)
+    with pytest.raises(CallbackRefused, match="internal address"):
+        post("https://hooks.example.com/jobs", b"{}", {}, timeout=1)
 
 
 def test_loopback_is_allowed_only_when_the_local_setting_says_so(monkeypatch):
@@ -213,3 +257,40 @@ def test_a_job_without_callback_has_no_webhook(invoke, queues):
     event_id = submitted(invoke)
 
     assert read(invoke, event_id)["webhook"] is None
+
+
+def test_failed_deliveries_come_back_after_30_s_doubling_to_15_min(
+    invoke, queues, environment, functions, receiver, monkeypatch
+):
+    """The backoff the docs state: each failed attempt sets its message's visibility timeout."""
+    from guideline_ingest.queue import sqs_client
+
+    receiver.status = 500
+    event_id = submit_with_callback(invoke, receiver.url).body["event_id"]
+    invoke("process", sqs_event(event_id))
+    queue_url = create_queues(environment).jobs
+    settings = functions["webhook"].settings
+    monkeypatch.setattr(settings, "webhook_queue_url", queue_url)
+    monkeypatch.setattr(settings, "webhook_max_attempts", 8)  # the template's default
+    requested = []
+    events = sqs_client().meta.events
+    record_timeout = lambda params, **_: requested.append(params["VisibilityTimeout"])  # noqa: E731
+    events.register("provide-client-params.sqs.ChangeMessageVisibility", record_timeout)
+    try:
+        for attempt in range(1, 8):
+            environment.send_message(QueueUrl=queue_url, MessageBody=json.dumps({"event_id": event_id}))
+            [message] = environment.receive_message(QueueUrl=queue_url, WaitTimeSeconds=1)["Messages"]
+            delivery = sqs_event(event_id, receive_count=attempt)
+            delivery["Records"][0]["receiptHandle"] = message["ReceiptHandle"]
+
+            assert len(invoke("webhook", delivery)["batchItemFailures"]) == 1
+            if attempt == 1:
+                time.sleep(1.5)  # past the queue's own 1 s visibility timeout: the backoff holds it back
+            assert "Messages" not in environment.receive_message(QueueUrl=queue_url)
+    finally:
+        events.unregister("provide-client-params.sqs.ChangeMessageVisibility", record_timeout)
+
+    assert requested == [30, 60, 120, 240, 480, 900, 900]
+    last = sqs_event(event_id, receive_count=8)
+    assert invoke("webhook", last) == {"batchItemFailures": []}
+    assert read(invoke, event_id)["webhook"]["status"] == "FAILED"

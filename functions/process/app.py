@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import time
+from collections.abc import Callable
 from functools import partial
 
 from aws_lambda_powertools import Tracer
@@ -17,6 +17,7 @@ from guideline_ingest.logic.chain import Chain
 from guideline_ingest.logic.processing import process_job
 from guideline_ingest.models import JobMessage
 from guideline_ingest.observability import logger, metrics
+from guideline_ingest.secrets import read_secret
 
 # Stop this long before Lambda's timeout: a job given back in time is retried
 # cleanly, one killed mid-call waits for its lease to expire.
@@ -27,14 +28,16 @@ settings = process_settings()
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
-def _openai_api_key() -> str:
-    if key := os.environ.get("OPENAI_API_KEY"):
-        return key
-    from aws_lambda_powertools.utilities.parameters import get_secret
+def _openai_api_key() -> str | Callable[[], str]:
+    """A key given in the environment as it is; a key in Secrets Manager is asked of the extension
+    before each call (the extension caches it at most 5 minutes), so a rotated key is picked up
+    by warm environments."""
+    if settings.openai_api_key:
+        return settings.openai_api_key
+    return partial(read_secret, settings.openai_api_key_secret_arn)
 
-    return get_secret(os.environ["OPENAI_API_KEY_SECRET_ARN"], max_age=300)
 
-
+# The base URL is always explicit: the SDK never falls back to reading OPENAI_BASE_URL itself.
 llm = OpenAI(
     api_key=_openai_api_key(),
     base_url=settings.openai_base_url,

@@ -9,8 +9,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from guideline_ingest.api import health
 from guideline_ingest.api.jobs import reading, writing
 from guideline_ingest.api.resolver import OPENAPI, create_resolver
+from guideline_ingest.config import status_settings
 from guideline_ingest.observability import logger
 
+# Validated at cold start: a missing variable fails here, not in a request.
+status_settings()
 app = create_resolver(reading, health.router, writing)
 app.enable_swagger(path="/docs", **OPENAPI)
 

@@ -4,9 +4,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from guideline_ingest.api.jobs import writing
 from guideline_ingest.api.resolver import create_resolver
+from guideline_ingest.config import submit_settings
 from guideline_ingest.observability import logger, metrics
 from guideline_ingest.queue import sqs_client
 
+# Validated at cold start: a missing variable fails here, not in a request.
+submit_settings()
 app = create_resolver(writing)
 # The SQS client is made at cold start, as AWS advises, not by the first request.
 sqs_client()

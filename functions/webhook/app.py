@@ -12,7 +12,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from guideline_ingest.config import webhook_settings, webhook_signing_secret
+from guideline_ingest.config import webhook_settings
 from guideline_ingest.logic.notification import deliver_webhook
 from guideline_ingest.models import JobMessage
 from guideline_ingest.observability import logger, metrics
@@ -20,7 +20,6 @@ from guideline_ingest.queue import QueueUnavailable, delay_redelivery
 from guideline_ingest.webhooks import DeliveryFailed
 
 settings = webhook_settings()
-master_secret = webhook_signing_secret()
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
@@ -29,7 +28,7 @@ def deliver(record: SQSRecord) -> None:
     try:
         deliver_webhook(
             JobMessage.model_validate_json(record.body).event_id,
-            master_secret=master_secret,
+            master_secret=settings.webhook_signing_secret,
             last_attempt=attempt >= settings.webhook_max_attempts,
             timeout=settings.webhook_timeout_seconds,
         )

@@ -22,6 +22,7 @@ from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
@@ -110,7 +111,10 @@ class Client:
         connection = self._connection or self._connect()
         try:
             connection.request(
-                method, path, body=body, headers={"x-api-key": self.api_key, **(headers or {})}
+                method,
+                urlsplit(self.base_url).path + path,
+                body=body,
+                headers={"x-api-key": self.api_key, **(headers or {})},
             )
             response = connection.getresponse()
             raw = response.read()
@@ -136,8 +140,8 @@ class Client:
         return answer
 
     def _connect(self) -> http.client.HTTPConnection:
-        host, port = self.base_url.removeprefix("http://").rsplit(":", 1)
-        connection = http.client.HTTPConnection(host, int(port), timeout=60)
+        url = urlsplit(self.base_url)
+        connection = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
         if self.keep_alive:
             self._connection = connection
         return connection

@@ -1,54 +1,117 @@
 """Settings read from the environment once, at cold start.
 
-Each function reads only the settings it needs, so a missing variable fails the
-cold start of the function that needs it with a clear message, not a request.
+Each function has one settings class naming the variables it reads (a field is its
+variable, in lower case), and loads it at module level: a missing or invalid variable
+fails the cold start of the function that needs it, with the variable's name, never a
+request. Lambda passes a template variable whose parameter was left empty as "": every
+class treats that as unset (FunctionSettings), so the field's default applies.
 """
 
 from __future__ import annotations
 
-import os
 from functools import cache
+from typing import Literal, Self, TypeVar
 
-from pydantic import BaseModel, Field, PositiveInt, ValidationError
+from pydantic import Field, PositiveInt, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The OpenAI SDK's own default, passed explicitly: given None, the SDK would read
+# OPENAI_BASE_URL itself, and Lambda sets it to "" when OpenAIBaseUrl is left empty.
+OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+S = TypeVar("S", bound="FunctionSettings")
+SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 
 
 class ConfigurationError(RuntimeError):
     pass
 
 
-def _load(model: type[BaseModel], **fields: str | None):
-    values = {name: value for name, value in fields.items() if value not in (None, "")}
+class FunctionSettings(BaseSettings):
+    """The environment as Lambda gives it: no .env file, and an empty value is an unset one."""
+
+    model_config = SettingsConfigDict(env_ignore_empty=True, extra="ignore", frozen=True)
+
+
+def load(kind: type[S]) -> S:
     try:
-        return model(**values)
+        return kind()
     except ValidationError as error:
-        raise ConfigurationError(f"invalid environment for {model.__name__}: {error}") from error
+        problems = "; ".join(
+            f"{_variable(problem['loc'])}: {_reason(problem)}" for problem in error.errors(include_url=False)
+        )
+        raise ConfigurationError(f"invalid environment ({kind.__name__}): {problems}") from None
 
 
-class SubmitSettings(BaseModel):
+def _variable(location: tuple) -> str:
+    return str(location[0]).upper() if location else "environment"
+
+
+def _reason(problem: dict) -> str:
+    return "is required" if problem["type"] == "missing" else problem["msg"]
+
+
+class DatabaseSettings(FunctionSettings):
+    """Every function's database: a libpq URL (local and dev stacks) or an RDS secret."""
+
+    database_url: str | None = Field(default=None, repr=False)
+    database_secret_arn: str | None = None
+    # Applies to the connection built from the secret; a DATABASE_URL carries its own ?sslmode=.
+    database_sslmode: SslMode = "require"
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Self:
+        if not (self.database_url or self.database_secret_arn):
+            raise ValueError("set DATABASE_URL or DATABASE_SECRET_ARN")
+        return self
+
+
+class LimitSettings(FunctionSettings):
+    """Read when the request model is defined: the spec served by both API functions documents it."""
+
+    max_guidelines_chars: PositiveInt = 200_000
+
+
+class SubmitSettings(DatabaseSettings):
     jobs_queue_url: str
     webhook_queue_url: str
 
 
-class RetrySettings(BaseModel):
-    """The retry budget in time and the backoff between deliveries (docs/reliability.md)."""
+class StatusSettings(DatabaseSettings):
+    # Each API key's webhook secret is derived from it (GET /webhooks/secret).
+    webhook_signing_secret: str = Field(min_length=32, repr=False)
 
-    retry_budget_seconds: PositiveInt = 21600
+
+class BackoffSettings(FunctionSettings):
+    """The backoff between deliveries of a job or a webhook (docs/reliability.md)."""
+
     retry_backoff_base_seconds: PositiveInt = 30
+    # SQS DelaySeconds (jobs) cannot exceed 15 minutes.
     retry_backoff_cap_seconds: PositiveInt = Field(default=900, le=900)
 
 
-class ProcessSettings(RetrySettings):
+class ProcessSettings(DatabaseSettings, BackoffSettings):
     # A job given back after a transient failure is sent again to its own queue, delayed.
     jobs_queue_url: str
     webhook_queue_url: str
+    # How long a job keeps retrying transient failures, from its submission.
+    retry_budget_seconds: PositiveInt = 21600
     openai_model: str = "gpt-4o-mini"
-    openai_base_url: str | None = None
+    openai_base_url: str = OPENAI_DEFAULT_BASE_URL
     openai_timeout_seconds: float = Field(default=60.0, gt=0)
+    openai_api_key: str | None = Field(default=None, repr=False)
+    openai_api_key_secret_arn: str | None = None
     # Reuse results across API keys: only where every caller may see every other's documents.
     cache_shared_across_api_keys: bool = False
 
+    @model_validator(mode="after")
+    def _one_key(self) -> Self:
+        if not (self.openai_api_key or self.openai_api_key_secret_arn):
+            raise ValueError("set OPENAI_API_KEY or OPENAI_API_KEY_SECRET_ARN")
+        return self
 
-class SweeperSettings(BaseModel):
+
+class SweeperSettings(DatabaseSettings):
     jobs_queue_url: str
     webhook_queue_url: str
     max_receive_count: PositiveInt = 5
@@ -58,76 +121,42 @@ class SweeperSettings(BaseModel):
     retry_budget_seconds: PositiveInt = 21600
 
 
+class WebhookSettings(DatabaseSettings, BackoffSettings):
+    webhook_queue_url: str
+    webhook_signing_secret: str = Field(min_length=32, repr=False)
+    webhook_max_attempts: PositiveInt = 8
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+
+
+@cache
+def database_settings() -> DatabaseSettings:
+    return load(DatabaseSettings)
+
+
 @cache
 def submit_settings() -> SubmitSettings:
-    return _load(
-        SubmitSettings,
-        jobs_queue_url=os.environ.get("JOBS_QUEUE_URL"),
-        webhook_queue_url=os.environ.get("WEBHOOK_QUEUE_URL"),
-    )
+    return load(SubmitSettings)
+
+
+@cache
+def status_settings() -> StatusSettings:
+    return load(StatusSettings)
 
 
 @cache
 def process_settings() -> ProcessSettings:
-    return _load(
-        ProcessSettings,
-        openai_model=os.environ.get("OPENAI_MODEL"),
-        openai_base_url=os.environ.get("OPENAI_BASE_URL"),
-        openai_timeout_seconds=os.environ.get("OPENAI_TIMEOUT_SECONDS"),
-        cache_shared_across_api_keys=os.environ.get("CACHE_SHARED_ACROSS_API_KEYS"),
-        jobs_queue_url=os.environ.get("JOBS_QUEUE_URL"),
-        webhook_queue_url=os.environ.get("WEBHOOK_QUEUE_URL"),
-        retry_budget_seconds=os.environ.get("RETRY_BUDGET_SECONDS"),
-        retry_backoff_base_seconds=os.environ.get("RETRY_BACKOFF_BASE_SECONDS"),
-        retry_backoff_cap_seconds=os.environ.get("RETRY_BACKOFF_CAP_SECONDS"),
-    )
+    return load(ProcessSettings)
 
 
 @cache
 def sweeper_settings() -> SweeperSettings:
-    return _load(
-        SweeperSettings,
-        jobs_queue_url=os.environ.get("JOBS_QUEUE_URL"),
-        webhook_queue_url=os.environ.get("WEBHOOK_QUEUE_URL"),
-        max_receive_count=os.environ.get("MAX_RECEIVE_COUNT"),
-        pending_grace_seconds=os.environ.get("PENDING_GRACE_SECONDS"),
-        jobs_visibility_timeout_seconds=os.environ.get("JOBS_VISIBILITY_TIMEOUT_SECONDS"),
-        retry_budget_seconds=os.environ.get("RETRY_BUDGET_SECONDS"),
-    )
-
-
-class WebhookSettings(BaseModel):
-    webhook_queue_url: str
-    webhook_max_attempts: PositiveInt = 8
-    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
-    # A failed delivery comes back after base * 2^(attempt-1) seconds, at most cap.
-    retry_backoff_base_seconds: PositiveInt = 30
-    retry_backoff_cap_seconds: PositiveInt = Field(default=900, le=900)
+    return load(SweeperSettings)
 
 
 @cache
 def webhook_settings() -> WebhookSettings:
-    return _load(
-        WebhookSettings,
-        webhook_queue_url=os.environ.get("WEBHOOK_QUEUE_URL"),
-        webhook_max_attempts=os.environ.get("WEBHOOK_MAX_ATTEMPTS"),
-        retry_backoff_base_seconds=os.environ.get("RETRY_BACKOFF_BASE_SECONDS"),
-        retry_backoff_cap_seconds=os.environ.get("RETRY_BACKOFF_CAP_SECONDS"),
-    )
-
-
-@cache
-def webhook_signing_secret() -> str:
-    """The key from which each API key's webhook secret is derived (status and webhook functions)."""
-    secret = os.environ.get("WEBHOOK_SIGNING_SECRET", "")
-    if len(secret) < 32:
-        raise ConfigurationError("WEBHOOK_SIGNING_SECRET must be set, at least 32 characters")
-    return secret
+    return load(WebhookSettings)
 
 
 def max_guidelines_chars() -> int:
-    """Read when the request model is defined: the spec served by both API functions documents it."""
-    value = os.environ.get("MAX_GUIDELINES_CHARS") or "200000"
-    if not value.isdigit() or int(value) < 1:
-        raise ConfigurationError(f"MAX_GUIDELINES_CHARS must be a positive integer, not {value!r}")
-    return int(value)
+    return load(LimitSettings).max_guidelines_chars

@@ -6,6 +6,8 @@ price list. A model that is not listed gets no estimate rather than a guess.
 
 from __future__ import annotations
 
+import re
+
 # model: (input, output) USD per 1M tokens
 PRICES_PER_MILLION_TOKENS: dict[str, tuple[float, float]] = {
     "gpt-4o-mini": (0.15, 0.60),
@@ -16,8 +18,12 @@ PRICES_PER_MILLION_TOKENS: dict[str, tuple[float, float]] = {
 }
 
 
+# OpenAI answers with the dated snapshot an alias points at (gpt-4o-mini-2024-07-18).
+_SNAPSHOT = re.compile(r"-\d{4}-\d{2}-\d{2}$")
+
+
 def estimated_cost_usd(model: str, input_tokens: int, output_tokens: int) -> float | None:
-    prices = PRICES_PER_MILLION_TOKENS.get(model)
+    prices = PRICES_PER_MILLION_TOKENS.get(model) or PRICES_PER_MILLION_TOKENS.get(_SNAPSHOT.sub("", model))
     if prices is None:
         return None
     input_price, output_price = prices

@@ -1,7 +1,10 @@
 """Secrets Manager values through the AWS Parameters and Secrets Lambda Extension.
 
 The extension answers on localhost over HTTP, so a function reads its secrets
-without importing boto3 (the status function stays light), and caches them.
+without importing boto3 (the status function stays light). It caches each value for
+SECRETS_MANAGER_TTL seconds (default and maximum 300): callers ask it whenever they
+need a secret (a new database connection, an LLM call) instead of keeping the value,
+so a rotated secret is in use within five minutes without a cold start.
 """
 
 from __future__ import annotations

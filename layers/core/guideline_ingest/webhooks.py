@@ -2,7 +2,8 @@
 
 SSRF: a callback must be https (plain http only to loopback, and only where the
 ALLOW_LOOPBACK_CALLBACKS setting of a local runner allows it), and its host may
-not be a private, link-local or otherwise internal address. The check runs on
+must be globally routable (`ipaddress`' is_global, and no IPv6 form of an internal IPv4
+address). The check runs on
 submission (literal addresses) and again on every delivery, against the
 addresses the name resolves to then; the connection goes to the address that
 was checked, so a DNS answer cannot change between the check and the request.
@@ -103,15 +104,32 @@ def _checked_address(host: str, port: int) -> str:
 
 
 def _refuse_internal(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> None:
+    """Only globally routable unicast addresses: no private, shared (100.64/10), benchmarking,
+    documentation, reserved or multicast range, and no IPv6 form that carries such an IPv4 address."""
+    embedded = _embedded_ipv4(address)
     if (
-        address.is_private
-        or address.is_loopback
-        or address.is_link_local
-        or address.is_multicast
-        or address.is_reserved
-        or address.is_unspecified
+        not address.is_global
+        or address.is_multicast  # is_global says nothing about multicast
+        or address in _LOCAL_NAT64
+        or (embedded is not None and (not embedded.is_global or embedded.is_multicast))
     ):
         raise CallbackRefused(f"callback_url may not point at an internal address ({address})")
+
+
+# IPv6 addresses that a router or NAT64 gateway turns into the IPv4 address inside them.
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_LOCAL_NAT64 = ipaddress.ip_network("64:ff9b:1::/48")  # RFC 8215; its IPv4 position varies
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+
+
+def _embedded_ipv4(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    if address.version == 4:
+        return None
+    if address.ipv4_mapped or address.sixtofour:
+        return address.ipv4_mapped or address.sixtofour
+    if address in _NAT64 or address in _IPV4_COMPATIBLE:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
 
 
 def _is_loopback_literal(host: str) -> bool:

@@ -15,6 +15,7 @@ router = Router()
 
 @router.get(
     "/health",
+    operation_id="getHealth",
     summary="Liveness and database check",
     tags=["operations"],
     responses={

@@ -10,9 +10,10 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
 
+from guideline_ingest.api.identity import caller
+from guideline_ingest.api.links import link
 from guideline_ingest.api.problems import problem_responses, sends_json, unsupported_media_type
-from guideline_ingest.api.resolver import caller
-from guideline_ingest.config import webhook_signing_secret
+from guideline_ingest.config import status_settings
 from guideline_ingest.logic.cancellation import cancel_job
 from guideline_ingest.logic.reading import list_jobs, read_job
 from guideline_ingest.logic.submission import submit_job
@@ -32,8 +33,12 @@ reading = Router()
 
 @writing.post(
     "/jobs",
+    operation_id="submitJob",
     summary="Submit a guidelines document",
-    description="Stores the job and queues it; poll the Location for the result.",
+    description=(
+        "Stores the job and queues it; poll the Location for the result. Location is a relative "
+        "reference: resolve it against the URL you called (RFC 3986)."
+    ),
     tags=["jobs"],
     security=SECURED,
     responses={
@@ -65,7 +70,8 @@ def post_job(
     if not sends_json(headers):
         return unsupported_media_type(headers.get("content-type"))
     submitted = submit_job(owner=caller(writing), request=request, idempotency_key=idempotency_key)
-    response_headers = {"Location": f"/jobs/{submitted.job.event_id}"}
+    # Relative, so that it stays under the stage (or base path) the client called.
+    response_headers = {"Location": link(writing, f"/jobs/{submitted.job.event_id}")}
     if submitted.replayed:
         response_headers["Idempotent-Replayed"] = "true"
     return Response(
@@ -78,6 +84,7 @@ def post_job(
 
 @reading.get(
     "/jobs/<event_id>",
+    operation_id="getJob",
     summary="Read a job's status and result",
     tags=["jobs"],
     security=SECURED,
@@ -95,6 +102,7 @@ def get_job(event_id: Annotated[UUID, Path()]) -> Response[Job]:
 
 @reading.get(
     "/jobs",
+    operation_id="listJobs",
     summary="List your jobs, newest first",
     tags=["jobs"],
     security=SECURED,
@@ -117,6 +125,7 @@ def get_jobs(
 
 @writing.post(
     "/jobs/<event_id>/cancel",
+    operation_id="cancelJob",
     summary="Cancel a job that has not finished",
     description="A running job stops between its steps. Cancelling a finished job is a 409.",
     tags=["jobs"],
@@ -134,6 +143,7 @@ def post_cancel(event_id: Annotated[UUID, Path()]) -> Job:
 
 @reading.get(
     "/webhooks/secret",
+    operation_id="getWebhookSecret",
     summary="Your webhook signing secret",
     description="Webhook-Signature v1 is HMAC-SHA256(secret, Webhook-Timestamp + '.' + body).",
     tags=["webhooks"],
@@ -144,4 +154,4 @@ def post_cancel(event_id: Annotated[UUID, Path()]) -> Job:
     },
 )
 def get_webhook_secret() -> WebhookSecret:
-    return WebhookSecret(secret=signing_secret(webhook_signing_secret(), caller(reading)))
+    return WebhookSecret(secret=signing_secret(status_settings().webhook_signing_secret, caller(reading)))

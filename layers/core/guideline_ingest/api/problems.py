@@ -13,6 +13,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 )
 from psycopg import OperationalError
 
+from guideline_ingest.api.identity import NoApiKeyId
 from guideline_ingest.logic.cancellation import JobAlreadyFinished
 from guideline_ingest.logic.reading import InvalidCursor, JobNotFound
 from guideline_ingest.logic.submission import IdempotencyKeyReused, IdempotentRequestInFlight
@@ -65,6 +66,12 @@ def unsupported_media_type(content_type: str | None) -> Response:
 
 # Domain errors whose answer never varies: status, slug, detail, headers.
 _FIXED_PROBLEMS: dict[type[Exception], tuple] = {
+    # The same problem as the gateway's INVALID_API_KEY response in infra/template.yaml.
+    NoApiKeyId: (
+        HTTPStatus.FORBIDDEN,
+        "invalid-api-key",
+        "A valid API key is required in the x-api-key header.",
+    ),
     JobNotFound: (
         HTTPStatus.NOT_FOUND,
         "job-not-found",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.event_handler.api_gateway import Router
-from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn
+from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn, Server
 
 from guideline_ingest.api.problems import register_problem_handlers
 
@@ -13,6 +13,9 @@ OPENAPI = {
     "version": "1.0.0",
     "description": "Submit a guidelines document; poll for its summary and checklist.",
     "security_schemes": {"apiKey": APIKey(name="x-api-key", in_=APIKeyIn.header)},
+    # Relative to where the document is served (OpenAPI 3.1, 4.8.5): the stage or base path the
+    # client called, whatever it is, and not the host's root.
+    "servers": [Server(url=".", description="The API that serves this document")],
 }
 
 
@@ -23,8 +26,3 @@ def create_resolver(*routers: Router) -> APIGatewayRestResolver:
     for router in routers:
         app.include_router(router)
     return app
-
-
-def caller(app: APIGatewayRestResolver) -> str:
-    """The API key that made the request owns the job (API Gateway checked the key)."""
-    return app.current_event.request_context.identity.api_key_id or "anonymous"

@@ -194,8 +194,10 @@ class Chain:
                 "llm_rejected_request", f"The LLM rejected the {step} request (HTTP {error.status_code})."
             ) from error
         metrics.add_metric(name=f"{step.title()}LatencyMs", unit="Milliseconds", value=_ms_since(started))
+        record = next(record for record in self.steps if record.name == step)
+        # The model that answered (an alias resolves to a snapshot; a local server names its own).
+        record.model = completion.model or record.model
         if completion.usage:
-            record = next(record for record in self.steps if record.name == step)
             record.input_tokens += completion.usage.prompt_tokens
             record.output_tokens += completion.usage.completion_tokens
             metrics.add_metric(name="InputTokens", unit="Count", value=completion.usage.prompt_tokens)

@@ -4,9 +4,10 @@ Outcomes of one delivery:
 - the job is finished (COMPLETED, FAILED, or CANCELLED while it ran) -> acknowledged;
 - the job is already finished (duplicate delivery) -> acknowledged, nothing runs;
 - the same input was processed before -> its result is reused without the LLM;
-- a transient failure with retry budget left -> the job is given back (PENDING, due
-  after its backoff) and its message replaced by one delayed by that backoff; the
-  record succeeds, so receive counts never decide a transient failure;
+- a transient failure (an LLM refusing the API key included) with retry budget left
+  -> the job is given back (PENDING, due after its backoff) and its message replaced
+  by one delayed by that backoff; the record succeeds, so receive counts never decide
+  a transient failure;
 - a transient failure once the retry budget (from created_at) is spent -> FAILED,
   with a reason that says so;
 - another delivery holds the job, or the re-send failed -> the record fails and SQS
@@ -25,7 +26,7 @@ from guideline_ingest.logic.chain import Chain, ChainFailed, pending_steps
 from guideline_ingest.logic.notification import announce_finished
 from guideline_ingest.logic.reading import usage_of
 from guideline_ingest.logic.backoff import RetryPolicy, describe_duration
-from guideline_ingest.logic.retry import LLMUnavailable
+from guideline_ingest.logic.retry import LLMAuthFailed, LLMUnavailable
 from guideline_ingest.models import JobError, JobMessage, JobResult, Step
 from guideline_ingest.observability import logger, metrics
 from guideline_ingest.queue import QueueUnavailable, requeue_job
@@ -70,6 +71,8 @@ def process_job(
         _fail(event_id, claim, failure.kind, failure.message, chain.steps, settings)
         return
     except LLMUnavailable as unavailable:
+        if isinstance(unavailable, LLMAuthFailed):
+            metrics.add_metric(name="LLMAuthFailures", unit="Count", value=1)
         budget_left = settings.retry_budget_seconds - claim.age_seconds - (time.monotonic() - claimed_at)
         _retry_later(event_id, claim, unavailable, budget_left, chain.steps, receipt_handle, settings)
         return

@@ -38,6 +38,15 @@ class LLMUnavailable(Exception):
         self.retry_after = retry_after
 
 
+class LLMAuthFailed(LLMUnavailable):
+    """The LLM refused the API key (401/403). The key is wrong, revoked or being rotated, not the
+    job: the job is tried again later, when the key may be fixed, and an alarm says so."""
+
+
+def is_auth_failure(error: Exception) -> bool:
+    return isinstance(error, openai.APIStatusError) and error.status_code in (401, 403)
+
+
 def is_transient(error: Exception) -> bool:
     if isinstance(error, openai.APIConnectionError):  # includes timeouts
         return True
@@ -83,6 +92,8 @@ def call_within_deadline(
         try:
             return call(min(max_call_seconds, remaining))
         except openai.APIError as error:
+            if is_auth_failure(error):
+                raise LLMAuthFailed(f"the LLM refused the API key (HTTP {error.status_code})") from error
             if not is_transient(error):
                 raise
             retry_after = retry_after_seconds(error)
