@@ -137,6 +137,7 @@ def test_a_short_signing_secret_fails_without_showing_it(bare_environment):
 
 def test_a_function_needs_a_database_and_the_process_function_a_key(bare_environment):
     bare_environment.delenv("DATABASE_URL")
+    bare_environment.setenv("JOBS_QUEUE_URL", "https://sqs/jobs")
     bare_environment.setenv("WEBHOOK_QUEUE_URL", "https://sqs/webhooks")
 
     with pytest.raises(ConfigurationError, match="set DATABASE_URL or DATABASE_SECRET_ARN"):
