@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,7 @@ LOCALSTACK_IMAGE = "localstack/localstack:4.14.0"
 def _load_deployer():
     spec = importlib.util.spec_from_file_location("localstack_deployer", ROOT / "localstack" / "deployer.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
