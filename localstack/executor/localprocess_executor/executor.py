@@ -208,7 +208,7 @@ class LocalRuntimeInit:
         version = self.function_version.id.qualifier
         logs = [f"START RequestId: {request_id} Version: {version}", *lines, f"END RequestId: {request_id}"]
         logs.append(report)
-        self._post(f"/invocations/{request_id}/logs", json.dumps({"logs": "\n".join(logs) + "\n"}).encode())
+        self._post(f"/invocations/{request_id}/logs", {"logs": "\n".join(logs) + "\n"})
         outcome = "response" if ok else "error"
         self._post(f"/invocations/{request_id}/{outcome}", json.dumps(result).encode())
 
@@ -249,9 +249,11 @@ class LocalRuntimeInit:
             return True, reply.get("result"), pid
         return False, reply["error"], pid
 
-    def _post(self, path: str, body: bytes) -> None:
+    def _post(self, path: str, body: bytes | dict) -> None:
+        """Raw bytes (responses, errors) or a JSON object (logs: LocalStack reads those as JSON)."""
+        content = {"data": body} if isinstance(body, bytes) else {"json": body}
         try:
-            requests.post(f"{self.runtime_endpoint}{path}", data=body, proxies=NO_PROXIES, timeout=30)
+            requests.post(f"{self.runtime_endpoint}{path}", **content, proxies=NO_PROXIES, timeout=30)
         except requests.RequestException as exc:  # LocalStack stopped the environment meanwhile
             LOG.debug("runtime API %s: %s", path, exc)
 
