@@ -7,7 +7,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install dev test lint audit migrate invoke redrive verify-infra bench bench-smoke
+.PHONY: help install dev test lint audit migrate invoke redrive verify-infra bench bench-smoke localstack \
+	test-localstack
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -23,6 +24,14 @@ install: $(STAMP) ## Create .venv and install everything the service and tests n
 
 dev: $(STAMP) ## Run the whole service on this machine, no Docker (Ctrl-C stops it)
 	$(PY) -m devstack dev
+
+localstack: $(STAMP) ## Run the stack inside LocalStack 4.14.0 on this machine, no Docker (Ctrl-C stops it)
+	scripts/localstack-tools.sh
+	$(PY) localstack/host.py
+
+test-localstack: $(STAMP) ## Contract tests through LocalStack on this machine (tests/localstack_contract, about 5 min)
+	scripts/localstack-tools.sh
+	$(PY) -m pytest tests/localstack_contract -m localstack -p no:cacheprovider $(PYTEST_ARGS)
 
 test: $(STAMP) ## Run the test suite with coverage
 	$(PY) -m pytest --cov --cov-report=term $(PYTEST_ARGS)

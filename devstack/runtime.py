@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,9 @@ log = logging.getLogger("devstack.lambda")
 function_output = logging.getLogger("devstack.functions")
 
 WORKER = Path(__file__).with_name("worker.py")
+# The worker writes this line, then the request id, once a handler's output is flushed (worker.py).
+OUTPUT_DONE_MARKER = "\x00devstack-output-done "
+INIT_REQUEST_ID = "init"
 # Lambda allows 10 s for an on-demand init; a laptop running the whole stack gets more slack.
 INIT_TIMEOUT_SECONDS = 30
 # Passed through so tests can measure the handlers' coverage inside the environments.
@@ -61,19 +65,34 @@ def base_environment() -> dict[str, str]:
 
 
 class ExecutionEnvironment:
-    def __init__(self, spec: FunctionSpec, environment: dict[str, str], number: int):
+    """One worker process. `make dev` pools them (FunctionPool); LocalStack's runtime executor
+    (localstack/executor) runs one per LocalStack execution environment."""
+
+    def __init__(
+        self,
+        spec: FunctionSpec,
+        environment: dict[str, str],
+        number: int,
+        *,
+        interpreter: Sequence[str] = (sys.executable, "-P"),
+        memory_limit_mb: int | None = None,
+        on_output: Callable[[str], None] | None = None,
+    ):
         self.spec = spec
         self.label = f"{spec.short_name}#{number}"
+        self._on_output = on_output or self._log_output
         request_read, self._request_write = os.pipe()
         self._reply_read, reply_write = os.pipe()
         env = dict(environment)
         env["_HANDLER"] = spec.handler
         env["PYTHONPATH"] = os.pathsep.join([str(spec.code_dir), *map(str, spec.layer_dirs)])
         env["LAMBDA_TASK_ROOT"] = str(spec.code_dir)
-        env["AWS_LAMBDA_LOG_STREAM_NAME"] = f"{time.strftime('%Y/%m/%d')}/[$LATEST]{uuid.uuid4().hex}"
+        stream = f"{time.strftime('%Y/%m/%d')}/[$LATEST]{uuid.uuid4().hex}"
+        env.setdefault("AWS_LAMBDA_LOG_STREAM_NAME", stream)
+        limit = [str(memory_limit_mb)] if memory_limit_mb else []
         try:
             self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and worker module
-                [sys.executable, "-P", str(WORKER), str(request_read), str(reply_write)],
+                [*interpreter, str(WORKER), str(request_read), str(reply_write), *limit],
                 cwd=spec.code_dir,
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -88,16 +107,30 @@ class ExecutionEnvironment:
             os.close(request_read)
             os.close(reply_write)
         self._buffer = b""
+        self._output_done = threading.Condition()
+        self._last_finished: str | None = None
         self._relay = threading.Thread(target=self._relay_output, name=f"out-{self.label}", daemon=True)
         self._relay.start()
         self.init_ms: float | None = None
         self.init_error: dict | None = None
 
+    def _log_output(self, line: str) -> None:
+        function_output.info("%s", line, extra={"source": self.label})
+
     def _relay_output(self) -> None:
-        for line in self.process.stdout:
-            function_output.info(
-                "%s", line.decode(errors="replace").rstrip("\n"), extra={"source": self.label}
-            )
+        for raw in self.process.stdout:
+            line = raw.decode(errors="replace").rstrip("\n")
+            if line.startswith(OUTPUT_DONE_MARKER):
+                with self._output_done:
+                    self._last_finished = line.removeprefix(OUTPUT_DONE_MARKER)
+                    self._output_done.notify_all()
+            else:
+                self._on_output(line)
+
+    def wait_for_output(self, request_id: str, timeout: float = 2.0) -> bool:
+        """Block until every line the handler wrote during `request_id` has reached on_output."""
+        with self._output_done:
+            return self._output_done.wait_for(lambda: self._last_finished == request_id, timeout)
 
     def _read_message(self, deadline: float) -> dict:
         while b"\n" not in self._buffer:
@@ -130,12 +163,21 @@ class ExecutionEnvironment:
         self.init_ms = message["init_ms"]
         self.init_error = message["error"]
 
-    def invoke(self, event: Any, request_id: str, timeout: float) -> dict:
+    def invoke(
+        self,
+        event: Any,
+        request_id: str,
+        timeout: float,
+        trace_id: str | None = None,
+        invoked_function_arn: str | None = None,
+    ) -> dict:
         deadline_ms = int((time.time() + timeout) * 1000)
-        trace_id = (
+        trace_id = trace_id or (
             f"Root=1-{int(time.time()):08x}-{uuid.uuid4().hex[:24]};Parent={uuid.uuid4().hex[:16]};Sampled=0"
         )
         request = {"event": event, "request_id": request_id, "deadline_ms": deadline_ms, "trace_id": trace_id}
+        if invoked_function_arn:
+            request["invoked_function_arn"] = invoked_function_arn
         data = json.dumps(request).encode() + b"\n"
         try:
             view = memoryview(data)

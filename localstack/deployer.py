@@ -21,6 +21,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -43,6 +44,8 @@ PUBLIC_ENDPOINT = os.environ.get("PUBLIC_ENDPOINT", "http://localhost:4566")
 # The keyless stand-in for the OpenAI API (compose service `offline-llm`).
 OFFLINE_LLM_URL = os.environ.get("OFFLINE_LLM_URL", "http://offline-llm:8787/v1")
 SMOKE_TEST_SECONDS = float(os.environ.get("SMOKE_TEST_SECONDS", "300"))
+
+TERMINAL_STATUSES = ("COMPLETED", "FAILED", "CANCELLED")
 
 ARCHITECTURES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}
 
@@ -255,8 +258,12 @@ def call(url: str, api_key: str | None = None, body: dict | None = None) -> tupl
         return status, content_type, {}
 
 
-def smoke_test(api_url: str, api_key: str) -> None:
-    """One job through API Gateway, the submit Lambda, SQS, the process Lambda and PostgreSQL."""
+def smoke_test(api_url: str, api_key: str) -> dict:
+    """One job through API Gateway, the submit Lambda, SQS, the process Lambda and PostgreSQL.
+
+    Passes only when the job COMPLETED with a checklist; a FAILED or CANCELLED job, or none
+    finished in SMOKE_TEST_SECONDS, fails the deploy with what the API said about it.
+    """
     deadline = time.monotonic() + SMOKE_TEST_SECONDS
     guidelines = {
         "guidelines": "Staff must lock their screens when away. Visitors must sign in at reception."
@@ -273,15 +280,35 @@ def smoke_test(api_url: str, api_key: str) -> None:
     status, _, accepted = call(f"{api_url}jobs", api_key, guidelines)
     if status != 202:
         raise SystemExit(f"smoke test: POST /jobs answered {status}: {accepted}")
-    job_url = f"{api_url}jobs/{accepted['event_id']}"
-    while (job := call(job_url, api_key)[2]).get("status") not in ("COMPLETED", "FAILED"):
+    event_id = accepted["event_id"]
+    job_url = f"{api_url}jobs/{event_id}"
+    while (job := call(job_url, api_key)[2]).get("status") not in TERMINAL_STATUSES:
         if time.monotonic() > deadline:
-            raise SystemExit(f"smoke test: job {accepted['event_id']} is still {job.get('status')}")
-        time.sleep(3)
-    print(f"smoke test: job {accepted['event_id']} {job['status']}", flush=True)
+            raise SystemExit(
+                f"smoke test: job {event_id} is still {job.get('status')} after {SMOKE_TEST_SECONDS:.0f} s: "
+                f"{json.dumps(job)}"
+            )
+        time.sleep(1)
+    checklist = (job.get("result") or {}).get("checklist") or []
+    if job["status"] != "COMPLETED" or not checklist:
+        raise SystemExit(
+            f"smoke test: job {event_id} ended {job['status']} with {len(checklist)} checklist items; "
+            f"error: {json.dumps(job.get('error'))}"
+        )
+    print(f"smoke test: job {event_id} COMPLETED with {len(checklist)} checklist items", flush=True)
+    return job
 
 
-def deploy() -> None:
+@dataclass(frozen=True)
+class Deployment:
+    """What a deploy leaves for its caller: the stack's outputs, its API and a working key."""
+
+    outputs: dict[str, str]
+    api_url: str  # as seen from the machine running compose (PUBLIC_ENDPOINT)
+    api_key: str
+
+
+def deploy() -> Deployment:
     parameters, llm_line = stack_parameters(dict(os.environ))
     wait_for_localstack()
     migrate(os.environ["DATABASE_URL"])
@@ -310,6 +337,7 @@ def deploy() -> None:
         ),
         flush=True,
     )
+    return Deployment(outputs, api_url, api_key)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -10,7 +10,6 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 VENV=${VENV:-.venv}
 TOOLS=${TOOLS:-.tools/sam}
-TOOLS_REQUIREMENTS=infra/requirements-tools.txt
 # Unzipped function code plus its layers must stay under Lambda's 250 MB.
 LAMBDA_UNZIPPED_LIMIT_MB=250
 export SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=${AWS_DEFAULT_REGION:-us-east-1}
@@ -20,15 +19,8 @@ fail() { printf 'verify-infra: %s\n' "$*" >&2; exit 1; }
 
 [[ -x $VENV/bin/cfn-lint ]] || fail "$VENV/bin/cfn-lint is missing: run 'make install' first"
 
-step "tool virtualenv $TOOLS ($TOOLS_REQUIREMENTS)"
-stamp=$TOOLS/.installed-$(sha256sum "$TOOLS_REQUIREMENTS" | cut -c1-16)
-if [[ ! -f $stamp ]]; then
-    [[ -x $TOOLS/bin/python ]] || python3 -m venv "$TOOLS"
-    "$TOOLS/bin/python" -m pip install --quiet --upgrade pip
-    "$TOOLS/bin/python" -m pip install --quiet -r "$TOOLS_REQUIREMENTS"
-    rm -f "$TOOLS"/.installed-*
-    touch "$stamp"
-fi
+step "tool virtualenv $TOOLS (scripts/sam-tools.sh)"
+TOOLS=$TOOLS scripts/sam-tools.sh
 "$TOOLS/bin/sam" --version
 
 step "cfn-lint infra/template.yaml"
@@ -44,24 +36,11 @@ compose_bin=$("$TOOLS/bin/python" -c 'import compose, pathlib; print(pathlib.Pat
 echo "docker-compose.yml is valid"
 
 step "shellcheck"
-"$TOOLS/bin/shellcheck" scripts/verify-infra.sh
+"$TOOLS/bin/shellcheck" scripts/*.sh
 echo "clean"
 
 # `sam build` needs an interpreter matching the functions' runtime on PATH.
-find_python312() {
-    local candidate
-    for candidate in ${PYTHON312:-} "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.12*/bin/python3.12 \
-        "$(command -v python3.12 || true)" /usr/local/bin/python3.12 /usr/bin/python3.12; do
-        if [[ -n $candidate && -x $candidate ]] &&
-            "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))' 2>/dev/null; then
-            printf '%s\n' "$candidate"
-            return 0
-        fi
-    done
-    return 1
-}
-
-if ! python312=$(find_python312); then
+if ! python312=$(scripts/find-python.sh 3.12); then
     step "SKIPPED: sam build, the package checks and the LocalStack build"
     echo "No working python3.12 found (set PYTHON312=/path/to/python3.12 to point at one)."
     echo "The Lambda runtime is python3.12, and 'sam build' needs the same interpreter on PATH;"

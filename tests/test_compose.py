@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,7 @@ LOCALSTACK_IMAGE = "localstack/localstack:4.14.0"
 def _load_deployer():
     spec = importlib.util.spec_from_file_location("localstack_deployer", ROOT / "localstack" / "deployer.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -172,3 +174,47 @@ def test_the_printed_url_has_localstacks_execute_api_form(source_template):
     url = deployer.localstack_api_url("abc123", "v1")
     assert url == "http://localhost:4566/_aws/execute-api/abc123/v1/"
     assert {"ApiId", "ApiStageName", "ApiKeyId"} <= set(source_template["Outputs"])
+
+
+def _answers(monkeypatch, job: dict) -> None:
+    """The smoke test's HTTP calls answered as API Gateway would, ending with `job`."""
+
+    def call(url, api_key=None, body=None):
+        if url.endswith("health"):
+            return 200, "application/json", {"status": "ok"}
+        if body is not None:
+            return (403, "application/json", {}) if api_key is None else (202, "", {"event_id": "e1"})
+        return 200, "application/json", job
+
+    monkeypatch.setattr(deployer, "call", call)
+
+
+def test_the_smoke_test_passes_a_completed_job_with_a_checklist(monkeypatch):
+    job = {"status": "COMPLETED", "result": {"summary": "s", "checklist": [{"id": 1}]}}
+    _answers(monkeypatch, job)
+    assert deployer.smoke_test("http://api/", "key") == job
+
+
+@pytest.mark.parametrize(
+    "job",
+    [
+        {"status": "FAILED", "error": {"type": "llm_unavailable", "message": "connection refused"}},
+        {"status": "COMPLETED", "result": {"summary": "s", "checklist": []}},
+        {"status": "CANCELLED"},
+    ],
+)
+def test_the_smoke_test_fails_the_deploy_for_any_other_end(monkeypatch, job):
+    _answers(monkeypatch, job)
+    with pytest.raises(SystemExit) as failure:
+        deployer.smoke_test("http://api/", "key")
+    assert job["status"] in str(failure.value)
+    if "error" in job:
+        assert "connection refused" in str(failure.value)
+
+
+def test_the_smoke_test_gives_up_after_its_deadline(monkeypatch):
+    _answers(monkeypatch, {"status": "PROCESSING"})
+    monkeypatch.setattr(deployer, "SMOKE_TEST_SECONDS", 0.01)
+    monkeypatch.setattr(deployer.time, "sleep", lambda seconds: None)
+    with pytest.raises(SystemExit, match="still PROCESSING"):
+        deployer.smoke_test("http://api/", "key")

@@ -352,7 +352,11 @@ def test_api_key_is_required_except_on_open_routes(template):
 def test_usage_plan_throttles_and_quotas_the_stack_api_key(template):
     resources = template["Resources"]
     plan = resources["JobsUsagePlan"]["Properties"]
-    assert plan["ApiStages"] == [{"ApiId": {"Ref": "JobsApi"}, "Stage": {"Ref": "JobsApi.Stage"}}]
+    # The stage by its name plus a dependency on the stage SAM generates, not `!Ref JobsApi.Stage`:
+    # LocalStack's default engine resolves references before the transform and rejects that one.
+    assert plan["ApiStages"] == [{"ApiId": {"Ref": "JobsApi"}, "Stage": {"Ref": "StageName"}}]
+    assert resources["JobsApi"]["Properties"]["StageName"] == {"Ref": "StageName"}
+    assert resources["JobsUsagePlan"]["DependsOn"] == "JobsApiStage"
     assert set(plan["Throttle"]) == {"RateLimit", "BurstLimit"}
     assert plan["Quota"]["Period"] == "DAY"
     key = resources["JobsUsagePlanKey"]["Properties"]
@@ -523,3 +527,15 @@ def test_outputs_give_the_deployer_what_it_needs(template):
 def test_only_the_process_function_ships_the_llm_sdk(package):
     assert not requirement_names(ROOT / package / "requirements.txt") & LLM_PACKAGES
     assert "openai" in requirement_names(ROOT / "functions/process/requirements.txt")
+
+
+def test_secret_references_name_every_part(template):
+    """`{{resolve:secretsmanager:<id>:SecretString:<json-key>:<version-stage>}}` in full (empty parts
+    allowed by AWS): CloudFormation engines that split on `:SecretString:` (LocalStack's) fail on
+    the short form with "list index out of range"."""
+    text = TEMPLATE_PATH.read_text(encoding="utf-8")
+    references = re.findall(r"\{\{resolve:secretsmanager:\$\{\w+\}[^}]*\}\}", text)
+    assert references, "the webhook signing key is resolved from Secrets Manager"
+    for reference in references:
+        pattern = r"\{\{resolve:secretsmanager:\$\{\w+\}:SecretString:[^:}]*:[^:}]*\}\}"
+        assert re.fullmatch(pattern, reference), reference

@@ -269,9 +269,12 @@ def test_failed_deliveries_come_back_after_30_s_doubling_to_15_min(
     event_id = submit_with_callback(invoke, receiver.url).body["event_id"]
     invoke("process", sqs_event(event_id))
     queue_url = create_queues(environment).jobs
-    settings = functions["webhook"].settings
-    monkeypatch.setattr(settings, "webhook_queue_url", queue_url)
-    monkeypatch.setattr(settings, "webhook_max_attempts", 8)  # the template's default
+    webhook = functions["webhook"]
+    # Settings are frozen, as at cold start: the function gets a copy pointing at this queue.
+    settings = webhook.settings.model_copy(
+        update={"webhook_queue_url": queue_url, "webhook_max_attempts": 8}  # the template's default
+    )
+    monkeypatch.setattr(webhook, "settings", settings)
     requested = []
     events = sqs_client().meta.events
     record_timeout = lambda params, **_: requested.append(params["VisibilityTimeout"])  # noqa: E731
