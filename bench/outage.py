@@ -7,7 +7,8 @@ JSON: each job's outcome and deliveries, when it completed after the recovery, t
 the queue held, and how many LLM calls the backoff schedule allows. docs/reliability.md quotes a run.
 
     python -m bench.outage                                  # 3 jobs, 20 min, Retry-After 30 s
-    python -m bench.outage --outage-minutes 2 --param RetryBackoffBaseSeconds=2 --param RetryBackoffCapSeconds=10
+    python -m bench.outage --outage-minutes 2 --param RetryBackoffBaseSeconds=2 \
+        --param RetryBackoffCapSeconds=10
 """
 
 from __future__ import annotations
@@ -30,7 +31,11 @@ from devstack.stack import Stack
 from devstack.template import load_yaml
 from guideline_ingest.logic.retry import IN_CALL_RETRIES, IN_CALL_WAIT_SECONDS
 
-LIVE = ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed")
+LIVE = (
+    "ApproximateNumberOfMessages",
+    "ApproximateNumberOfMessagesNotVisible",
+    "ApproximateNumberOfMessagesDelayed",
+)
 SAMPLE_SECONDS = 0.2
 
 
@@ -47,7 +52,7 @@ class QueueSampler(threading.Thread):
         while not self._stopping.wait(SAMPLE_SECONDS):
             try:
                 attributes = self.sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=list(LIVE))
-            except Exception:  # noqa: BLE001 - a missed sample is not a result
+            except Exception:  # noqa: S112 - a missed sample is not a result
                 continue
             self.samples.append((time.time(), sum(int(attributes["Attributes"][name]) for name in LIVE)))
 
@@ -80,13 +85,13 @@ def expected_deliveries(outage: float, retry_after: float, base: float, cap: flo
 
 
 def submit(base_url: str, api_key: str, guidelines: str) -> str:
-    request = urllib.request.Request(
+    request = urllib.request.Request(  # noqa: S310 - the local stack's http URL
         f"{base_url}/jobs",
         data=json.dumps({"guidelines": guidelines}).encode(),
         headers={"content-type": "application/json", "x-api-key": api_key},
         method="POST",
     )
-    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - the local stack
+    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
         return json.loads(response.read())["event_id"]
 
 
@@ -106,7 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--outage-minutes", type=float, default=20)
     parser.add_argument("--retry-after", type=float, default=30)
     parser.add_argument("--wait-minutes", type=float, default=30, help="after the outage, at most")
-    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="template parameter")
+    parser.add_argument(
+        "--param", action="append", default=[], metavar="NAME=VALUE", help="template parameter"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / ".local" / "bench")
     args = parser.parse_args(argv)
     overrides = dict(item.split("=", 1) for item in args.param)
@@ -118,13 +125,21 @@ def main(argv: list[str] | None = None) -> int:
     data_dir.chmod(0o755)
     say = lambda line: print(f"[{datetime.now(UTC):%H:%M:%S}] {line}", flush=True)  # noqa: E731
     try:
-        with Stack(port=0, read_dotenv=False, env=_stack_settings(), data_dir=data_dir, parameter_overrides=overrides) as stack:
+        with Stack(
+            port=0, read_dotenv=False, env=_stack_settings(), data_dir=data_dir, parameter_overrides=overrides
+        ) as stack:
             sampler = QueueSampler(stack.sqs(), stack.queue_urls["JobsQueue"])
             sampler.start()
             stack.offline_llm.set_faults(**{"429": 1.0, "retry_after": args.retry_after})
             stack.offline_llm.reset_stats()
-            event_ids = [submit(stack.base_url, stack.api_key, f"Staff must badge in. Outage job {n}.") for n in range(args.jobs)]
-            say(f"{args.jobs} jobs submitted; every LLM call answers 429, Retry-After {args.retry_after:g} s, for {args.outage_minutes:g} min")
+            event_ids = [
+                submit(stack.base_url, stack.api_key, f"Staff must badge in. Outage job {n}.")
+                for n in range(args.jobs)
+            ]
+            say(
+                f"{args.jobs} jobs submitted; every LLM call answers 429, Retry-After"
+                f" {args.retry_after:g} s, for {args.outage_minutes:g} min"
+            )
             outage_ends = time.time() + outage
             while time.time() < outage_ends:
                 time.sleep(min(60, max(0.0, outage_ends - time.time())))
@@ -132,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
                 say(
                     "outage: "
                     + ", ".join(f"{r['status']}/{r['retries']} retries" for r in now.values())
-                    + f"; live messages now {sampler.samples[-1][1] if sampler.samples else '?'}, most {sampler.most}"
+                    + f"; live messages now {sampler.samples[-1][1] if sampler.samples else '?'},"
+                    + f" most {sampler.most}"
                 )
             outage_calls = stack.offline_llm.stats()
             outage_rows = rows(stack.database_url, event_ids)
@@ -163,7 +179,17 @@ def main(argv: list[str] | None = None) -> int:
     ]
     results = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "parameters": {k: defaults[k] for k in ("RetryBudgetSeconds", "RetryBackoffBaseSeconds", "RetryBackoffCapSeconds", "JobsVisibilityTimeoutSeconds", "MaxReceiveCount", "ProcessMaxConcurrency")},
+        "parameters": {
+            k: defaults[k]
+            for k in (
+                "RetryBudgetSeconds",
+                "RetryBackoffBaseSeconds",
+                "RetryBackoffCapSeconds",
+                "JobsVisibilityTimeoutSeconds",
+                "MaxReceiveCount",
+                "ProcessMaxConcurrency",
+            )
+        },
         "outage_s": outage,
         "retry_after_s": args.retry_after,
         "jobs": jobs,
@@ -183,20 +209,28 @@ def main(argv: list[str] | None = None) -> int:
     path = args.out / f"outage-{results['date'][:19].replace(':', '')}.json"
     path.write_text(json.dumps(results, indent=1, default=str) + "\n", encoding="utf-8")
     print()
-    print(f"outage {outage / 60:g} min, every LLM call 429 with Retry-After {args.retry_after:g} s; parameters {results['parameters']}")
+    print(
+        f"outage {outage / 60:g} min, every LLM call 429 with Retry-After {args.retry_after:g} s;"
+        f" parameters {results['parameters']}"
+    )
     print("| job | status | deliveries in all | deliveries during the outage | completed after recovery |")
     print("| --- | --- | --- | --- | --- |")
     for job in jobs:
-        print(f"| {job['event_id'][:8]} | {job['status']} | {job['deliveries']} | {job['deliveries_in_outage']} | {job['completed_after_recovery_s']} s |")
+        print(
+            f"| {job['event_id'][:8]} | {job['status']} | {job['deliveries']} | {job['deliveries_in_outage']}"
+            f" | {job['completed_after_recovery_s']} s |"
+        )
     print(
-        f"jobs FAILED: {results['failed']}; most live messages in the jobs queue: {results['live_messages_most']}"
+        f"jobs FAILED: {results['failed']}; most live messages in the jobs queue:"
+        f" {results['live_messages_most']}"
         f" for {args.jobs} jobs ({results['queue_samples']} samples, every {SAMPLE_SECONDS} s)"
     )
     print(
         f"LLM calls during the outage: {results['llm_calls_in_outage']} in all,"
         f" {results['llm_calls_per_job_in_outage_mean']} per job; deliveries per job at most"
         f" {results['deliveries_per_job_in_outage_max']}, the schedule allows at most"
-        f" {results['deliveries_per_job_bound']} (one per Retry-After, {results['llm_calls_per_delivery_bound']}"
+        f" {results['deliveries_per_job_bound']} (one per Retry-After,"
+        f" {results['llm_calls_per_delivery_bound']}"
         f" LLM call(s) each) and expects {results['deliveries_per_job_expected_mean']} on average"
     )
     print(f"written to {path}")

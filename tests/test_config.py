@@ -113,7 +113,9 @@ def test_no_backoff_is_longer_than_the_longest_sqs_delay(bare_environment):
     bare_environment.setenv("OPENAI_API_KEY", "sk-test")
     bare_environment.setenv("RETRY_BACKOFF_CAP_SECONDS", "901")
 
-    with pytest.raises(ConfigurationError, match="RETRY_BACKOFF_CAP_SECONDS: Input should be less than or equal to 900"):
+    with pytest.raises(
+        ConfigurationError, match="RETRY_BACKOFF_CAP_SECONDS: Input should be less than or equal to 900"
+    ):
         load(config.ProcessSettings)
 
 

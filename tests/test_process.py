@@ -118,7 +118,9 @@ def test_a_rate_limit_is_retried_after_retry_after(invoke, queues, database, llm
 def requeues(functions, queues, monkeypatch):
     """The process function gives jobs back to this test's own jobs queue."""
     module = functions["process"]
-    monkeypatch.setattr(module, "settings", module.settings.model_copy(update={"jobs_queue_url": queues.jobs}))
+    monkeypatch.setattr(
+        module, "settings", module.settings.model_copy(update={"jobs_queue_url": queues.jobs})
+    )
     return queues
 
 
@@ -131,7 +133,9 @@ def delivered(queues, receive_count: int = 1) -> dict:
 
 
 def live_messages(queues) -> dict[str, int]:
-    attributes = queues.client.get_queue_attributes(QueueUrl=queues.jobs, AttributeNames=["All"])["Attributes"]
+    attributes = queues.client.get_queue_attributes(QueueUrl=queues.jobs, AttributeNames=["All"])[
+        "Attributes"
+    ]
     return {
         name: int(attributes[f"ApproximateNumberOf{name}"])
         for name in ("Messages", "MessagesNotVisible", "MessagesDelayed")
@@ -153,7 +157,12 @@ def test_a_transient_failure_gives_the_job_back_behind_a_delayed_message(
     assert result == {"batchItemFailures": []}
     assert offline_llm.stats()["requests"] == 1  # no in-call wait on a 30 s Retry-After
     row = job(database, event_id)
-    assert (row["status"], row["attempts"], row["retries"], row["lease_expires_at"]) == ("PENDING", 1, 1, None)
+    assert (row["status"], row["attempts"], row["retries"], row["lease_expires_at"]) == (
+        "PENDING",
+        1,
+        1,
+        None,
+    )
     assert row["last_transient_error"] == "the LLM rate limit was exceeded"
     assert 29 <= (row["due_at"] - row["enqueued_at"]).total_seconds() <= 31
     assert live_messages(requeues) == {"Messages": 0, "MessagesNotVisible": 0, "MessagesDelayed": 1}
@@ -163,7 +172,9 @@ def test_a_transient_failure_once_the_budget_is_spent_fails_the_job_saying_so(
     invoke, requeues, database, offline_llm
 ):
     event_id = submitted(invoke)
-    database.execute("UPDATE jobs SET created_at = now() - interval '6 hours' WHERE event_id = %s", (event_id,))
+    database.execute(
+        "UPDATE jobs SET created_at = now() - interval '6 hours' WHERE event_id = %s", (event_id,)
+    )
     offline_llm.set_faults(**{"429": 1.0, "retry_after": 30})
 
     result = invoke("process", delivered(requeues), timeout_ms=9_000)
@@ -173,7 +184,8 @@ def test_a_transient_failure_once_the_budget_is_spent_fails_the_job_saying_so(
     assert row["status"] == "FAILED"
     assert row["error"] == {
         "type": "llm_unavailable",
-        "message": "The LLM stayed unavailable for the whole retry budget of 6 h: the LLM rate limit was exceeded.",
+        "message": "The LLM stayed unavailable for the whole retry budget of 6 h:"
+        " the LLM rate limit was exceeded.",
     }
     # Nothing re-sent; the delivery itself is acknowledged (the event source mapping deletes it).
     assert live_messages(requeues) == {"Messages": 0, "MessagesNotVisible": 1, "MessagesDelayed": 0}
@@ -231,9 +243,13 @@ def test_a_refused_api_key_gives_the_job_back_and_counts_an_auth_failure(
     assert job(database, event_id)["status"] == "COMPLETED"
 
 
-def test_a_key_refused_until_the_budget_is_spent_fails_the_job_saying_so(invoke, requeues, database, llm_edge):
+def test_a_key_refused_until_the_budget_is_spent_fails_the_job_saying_so(
+    invoke, requeues, database, llm_edge
+):
     event_id = submitted(invoke)
-    database.execute("UPDATE jobs SET created_at = now() - interval '6 hours' WHERE event_id = %s", (event_id,))
+    database.execute(
+        "UPDATE jobs SET created_at = now() - interval '6 hours' WHERE event_id = %s", (event_id,)
+    )
     llm_edge.append(llm_error(401))
 
     assert invoke("process", delivered(requeues)) == {"batchItemFailures": []}
@@ -241,7 +257,8 @@ def test_a_key_refused_until_the_budget_is_spent_fails_the_job_saying_so(invoke,
     row = job(database, event_id)
     assert row["status"] == "FAILED" and row["error"]["type"] == "llm_unavailable"
     assert row["error"]["message"] == (
-        "The LLM stayed unavailable for the whole retry budget of 6 h: the LLM refused the API key (HTTP 401)."
+        "The LLM stayed unavailable for the whole retry budget of 6 h:"
+        " the LLM refused the API key (HTTP 401)."
     )
 
 

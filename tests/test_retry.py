@@ -63,7 +63,7 @@ def test_a_short_retry_after_is_honoured_in_the_call():
 def test_a_long_retry_after_gives_the_job_back_at_once_carrying_it():
     """No function sits idle waiting out a rate limit: the next delivery waits instead."""
     with pytest.raises(LLMUnavailable, match="rate limit") as raised:
-        _, _, clock = run([api_error(429, {"retry-after": "30"}), "never"])
+        run([api_error(429, {"retry-after": "30"}), "never"])
 
     assert raised.value.retry_after == 30.0
 

@@ -47,8 +47,8 @@ SILENT_SECONDS = 60 + 905
 def age(database, event_id, seconds):
     """Pretend the job's message was sent, and due, `seconds` ago."""
     database.execute(
-        "UPDATE jobs SET enqueued_at = now() - make_interval(secs => %s), due_at = now() - make_interval(secs => %s)"
-        " WHERE event_id = %s",
+        "UPDATE jobs SET enqueued_at = now() - make_interval(secs => %s),"
+        " due_at = now() - make_interval(secs => %s) WHERE event_id = %s",
         (seconds, seconds, event_id),
     )
 
@@ -105,7 +105,9 @@ def test_a_job_with_a_live_lease_is_not_touched(invoke, sweeper, queues, databas
 def test_many_forgotten_jobs_are_sent_in_batches(invoke, sweeper, queues, database):
     for _ in range(12):
         submitted(invoke, queues)
-    database.execute("UPDATE jobs SET enqueued_at = now() - interval '1 hour', due_at = now() - interval '1 hour'")
+    database.execute(
+        "UPDATE jobs SET enqueued_at = now() - interval '1 hour', due_at = now() - interval '1 hour'"
+    )
 
     assert sweep(invoke) == (12, 0)
 
@@ -162,7 +164,8 @@ def test_a_job_out_of_retry_budget_fails_with_the_llm_reason(invoke, sweeper, qu
     assert row["status"] == "FAILED"
     assert row["error"] == {
         "type": "llm_unavailable",
-        "message": "The LLM stayed unavailable for the whole retry budget of 6 h: the LLM rate limit was exceeded.",
+        "message": "The LLM stayed unavailable for the whole retry budget of 6 h:"
+        " the LLM rate limit was exceeded.",
     }
 
 
@@ -177,7 +180,9 @@ def test_a_job_that_never_reached_a_claim_fails_after_its_budget(invoke, sweeper
     assert "could not be started within its retry budget of 6 h" in error["message"]
 
 
-def test_a_job_out_of_budget_whose_last_retry_is_still_coming_is_left_to_it(invoke, sweeper, queues, database):
+def test_a_job_out_of_budget_whose_last_retry_is_still_coming_is_left_to_it(
+    invoke, sweeper, queues, database
+):
     event_id = submitted(invoke, queues)
     out_of_budget(database, event_id, "the LLM rate limit was exceeded", attempts=20)
     database.execute("UPDATE jobs SET due_at = now() - interval '1 minute' WHERE event_id = %s", (event_id,))

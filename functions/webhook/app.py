@@ -33,7 +33,9 @@ def deliver(record: SQSRecord) -> None:
             timeout=settings.webhook_timeout_seconds,
         )
     except DeliveryFailed:
-        backoff = min(settings.retry_backoff_cap_seconds, settings.retry_backoff_base_seconds * 2 ** (attempt - 1))
+        backoff = min(
+            settings.retry_backoff_cap_seconds, settings.retry_backoff_base_seconds * 2 ** (attempt - 1)
+        )
         try:
             delay_redelivery(settings.webhook_queue_url, record.receipt_handle, backoff)
         except QueueUnavailable:

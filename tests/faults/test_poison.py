@@ -41,7 +41,8 @@ def test_poison_ends_failed_with_a_reason_or_in_the_dead_letter_queue(service, t
     assert rows[poisoned]["status"] == "FAILED"
     assert rows[poisoned]["error"] == {
         "type": "llm_unavailable",
-        "message": "The LLM stayed unavailable for the whole retry budget of 30 s: the LLM answered HTTP 500.",
+        "message": "The LLM stayed unavailable for the whole retry budget of 30 s:"
+        " the LLM answered HTTP 500.",
     }
     assert rows[poisoned]["attempts"] > PARAMETERS["MaxReceiveCount"]
     age = (rows[poisoned]["updated_at"] - rows[poisoned]["created_at"]).total_seconds()

@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from support import WebhookReceiver
 
 from .conftest import PARAMETERS, QueueWatch, guidelines, wait_for
+from support import WebhookReceiver
 
 pytestmark = pytest.mark.faults
 # The event source's poll (2 s) and a delivery attempt, on top of each backoff.
@@ -34,7 +34,9 @@ def test_failed_webhook_deliveries_back_off_and_are_never_duplicated(service, ta
             wait_for(given_up, within=60, what="the webhook to be given up", every=0.5)
         attempts = PARAMETERS["WebhookMaxAttempts"]
         assert len(receiver.arrivals) == attempts  # not one more: no duplicate
-        gaps = [later - earlier for earlier, later in zip(receiver.arrivals, receiver.arrivals[1:])]
+        gaps = [
+            later - earlier for earlier, later in zip(receiver.arrivals, receiver.arrivals[1:], strict=False)
+        ]
         base, cap = PARAMETERS["RetryBackoffBaseSeconds"], PARAMETERS["RetryBackoffCapSeconds"]
         backoffs = [min(cap, base * 2**n) for n in range(attempts - 1)]
         assert backoffs == [1, 2, 4]
@@ -47,4 +49,3 @@ def test_failed_webhook_deliveries_back_off_and_are_never_duplicated(service, ta
         assert service.dead_letters("WebhookDeadLetterQueue") == []
     finally:
         receiver.stop()
-

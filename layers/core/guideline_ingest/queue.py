@@ -44,10 +44,14 @@ def requeue_job(queue_url: str, event_id: UUID, receipt_handle: str, delay_secon
     try:
         client.delete_message(QueueUrl=queue_url, ReceiptHandle=receipt_handle)
     except (BotoCoreError, ClientError) as error:
-        raise QueueUnavailable(f"the message was kept, it comes back after its visibility timeout: {error}") from error
+        raise QueueUnavailable(
+            f"the message was kept, it comes back after its visibility timeout: {error}"
+        ) from error
     try:
         client.send_message(
-            QueueUrl=queue_url, MessageBody=json.dumps({"event_id": str(event_id)}), DelaySeconds=delay_seconds
+            QueueUrl=queue_url,
+            MessageBody=json.dumps({"event_id": str(event_id)}),
+            DelaySeconds=delay_seconds,
         )
     except (BotoCoreError, ClientError) as error:
         raise QueueUnavailable(f"the job has no message now, the sweeper sends one: {error}") from error

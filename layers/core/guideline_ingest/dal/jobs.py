@@ -255,7 +255,13 @@ def release_job(event_id: UUID, attempt: int, steps: list[dict], delay_seconds: 
                enqueued_at = now(), due_at = now() + make_interval(secs => %(delay)s)
          WHERE event_id = %(event_id)s AND status = 'PROCESSING' AND attempts = %(attempt)s
         """,
-        {"steps": Jsonb(steps), "error": error, "delay": delay_seconds, "event_id": event_id, "attempt": attempt},
+        {
+            "steps": Jsonb(steps),
+            "error": error,
+            "delay": delay_seconds,
+            "event_id": event_id,
+            "attempt": attempt,
+        },
     )
     return cursor.rowcount == 1
 

@@ -28,7 +28,7 @@ class RetryPolicy:
         LLM's Retry-After is a floor; the last try comes when the budget ends, not after."""
         if budget_left < 1:
             return None
-        backoff = rng.uniform(0, min(self.cap_seconds, self.base_seconds * 2 ** min(retries, 32)))  # noqa: S311 - jitter
+        backoff = rng.uniform(0, min(self.cap_seconds, self.base_seconds * 2 ** min(retries, 32)))
         wait = min(max(backoff, retry_after or 0.0), MAX_DELIVERY_DELAY_SECONDS, budget_left)
         return max(1, math.ceil(wait))
 

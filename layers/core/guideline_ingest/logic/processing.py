@@ -22,10 +22,10 @@ from uuid import UUID
 from guideline_ingest.config import ProcessSettings
 from guideline_ingest.dal import jobs
 from guideline_ingest.dal.jobs import Claim
+from guideline_ingest.logic.backoff import RetryPolicy, describe_duration
 from guideline_ingest.logic.chain import Chain, ChainFailed, pending_steps
 from guideline_ingest.logic.notification import announce_finished
 from guideline_ingest.logic.reading import usage_of
-from guideline_ingest.logic.backoff import RetryPolicy, describe_duration
 from guideline_ingest.logic.retry import LLMAuthFailed, LLMUnavailable
 from guideline_ingest.models import JobError, JobMessage, JobResult, Step
 from guideline_ingest.observability import logger, metrics
@@ -102,7 +102,8 @@ def _retry_later(
         return
     metrics.add_metric(name="JobsRetried", unit="Count", value=1)
     logger.info(
-        "job given back", extra={"reason": str(unavailable), "retries": claim.retries + 1, "retry_in_seconds": delay}
+        "job given back",
+        extra={"reason": str(unavailable), "retries": claim.retries + 1, "retry_in_seconds": delay},
     )
     try:
         requeue_job(settings.jobs_queue_url, event_id, receipt_handle, delay)
