@@ -174,22 +174,32 @@ def assert_clean_unavailable(answer: Answer) -> None:
     assert "Traceback" not in json.dumps(answer.body)
 
 
-class QueueWatch:
-    """Samples a queue's live messages every 0.2 s in a thread, while the test runs."""
+class InBackground:
+    """Runs `_run` in a thread while the `with` block runs; `_stop` is set when the block ends."""
 
-    def __init__(self, stack: FaultStack, queue: str = "JobsQueue", every: float = 0.2):
-        self.samples: list[int] = []
-        self._stack, self._queue, self._every = stack, queue, every
+    def __init__(self, name: str):
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"watch-{queue}", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
-    def __enter__(self) -> QueueWatch:
+    def __enter__(self):
         self._thread.start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self._stop.set()
         self._thread.join()
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class QueueWatch(InBackground):
+    """Samples a queue's live messages every 0.2 s in a thread, while the test runs."""
+
+    def __init__(self, stack: FaultStack, queue: str = "JobsQueue", every: float = 0.2):
+        super().__init__(f"watch-{queue}")
+        self.samples: list[int] = []
+        self._stack, self._queue, self._every = stack, queue, every
 
     def _run(self) -> None:
         while not self._stop.wait(self._every):
@@ -358,23 +368,14 @@ def guidelines(tag: str, n: int = 0) -> str:
     )
 
 
-class SubmitStream:
+class SubmitStream(InBackground):
     """Submits a steady stream of jobs from a thread until stopped; sorts the answers."""
 
     def __init__(self, client: Client, tag: str, limit: int = 400, pause: float = 0.05):
+        super().__init__("submits")
         self.accepted: list[str] = []
         self.refused: list[Answer] = []
         self._client, self._tag, self._limit, self._pause = client, tag, limit, pause
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="submits")
-
-    def __enter__(self) -> SubmitStream:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
     def _run(self) -> None:
         for n in range(self._limit):

@@ -300,27 +300,35 @@ def _update_claimed(
     return cursor.rowcount == 1
 
 
-def fail_abandoned_jobs(max_attempts: int) -> list[dict]:
-    """Jobs whose workers died `max_attempts` times end FAILED instead of running for ever.
-    A claim given back after a transient failure (retries) is not a dead worker.
-
-    Returns their event_id and whether a webhook is now due."""
+def _fail_unfinished(error: str, where: str, params: dict) -> list[dict]:
+    """End FAILED, in one UPDATE, the unfinished jobs `where` selects, with the JobError the SQL
+    expression `error` builds. Returns their event_id and whether a webhook is now due."""
     return (
         connection()
         .execute(
             f"""
         UPDATE jobs
            SET status = 'FAILED', lease_expires_at = NULL, updated_at = now(), {_WEBHOOK_DUE},
-               error = jsonb_build_object(
-                   'type', 'attempts_exhausted',
-                   'message', 'The job was started ' || attempts - retries || ' times and never '
-                              || 'finished; it was given up.')
-         WHERE status = 'PROCESSING' AND lease_expires_at < now() AND attempts - retries >= %s
+               error = {error}
+         WHERE {where}
      RETURNING event_id, webhook_status IS NOT NULL AS webhook_due
-        """,  # noqa: S608 - constant SQL fragment
-            (max_attempts,),
+        """,  # noqa: S608 - constant SQL fragments
+            params,
         )
         .fetchall()
+    )
+
+
+def fail_abandoned_jobs(max_attempts: int) -> list[dict]:
+    """Jobs whose workers died `max_attempts` times end FAILED instead of running for ever.
+    A claim given back after a transient failure (retries) is not a dead worker."""
+    return _fail_unfinished(
+        """jsonb_build_object(
+               'type', 'attempts_exhausted',
+               'message', 'The job was started ' || attempts - retries || ' times and never '
+                          || 'finished; it was given up.')""",
+        "status = 'PROCESSING' AND lease_expires_at < now() AND attempts - retries >= %(max_attempts)s",
+        {"max_attempts": max_attempts},
     )
 
 
@@ -334,36 +342,25 @@ _SILENT = """
 def fail_jobs_out_of_budget(budget_seconds: float, silent_seconds: float, budget: str) -> list[dict]:
     """Jobs older than their retry budget that no message will bring again end FAILED, with a reason
     that says why: the LLM stayed unavailable, workers died, or no delivery ever reached a claim.
-    `budget` is the budget as the reason states it ("6 h").
-
-    Returns their event_id and whether a webhook is now due."""
-    return (
-        connection()
-        .execute(
-            f"""
-        UPDATE jobs
-           SET status = 'FAILED', lease_expires_at = NULL, updated_at = now(), {_WEBHOOK_DUE},
-               error = CASE
-                   WHEN last_transient_error IS NOT NULL THEN jsonb_build_object(
-                       'type', 'llm_unavailable',
-                       'message', 'The LLM stayed unavailable for the whole retry budget of '
-                                  || %(budget)s || ': ' || last_transient_error || '.')
-                   WHEN attempts > 0 THEN jsonb_build_object(
-                       'type', 'attempts_exhausted',
-                       'message', 'The job was started ' || attempts || ' times and never finished '
-                                  || 'within its retry budget of ' || %(budget)s || '.')
-                   ELSE jsonb_build_object(
-                       'type', 'not_started',
-                       'message', 'The job could not be started within its retry budget of '
-                                  || %(budget)s || ': every delivery failed before the job was '
-                                  || 'claimed (the process function or the database was failing).')
-               END
-         WHERE {_SILENT} AND created_at < now() - make_interval(secs => %(budget_seconds)s)
-     RETURNING event_id, webhook_status IS NOT NULL AS webhook_due
-        """,  # noqa: S608 - constant SQL fragments
-            {"silent_seconds": silent_seconds, "budget_seconds": budget_seconds, "budget": budget},
-        )
-        .fetchall()
+    `budget` is the budget as the reason states it ("6 h")."""
+    return _fail_unfinished(
+        """CASE
+               WHEN last_transient_error IS NOT NULL THEN jsonb_build_object(
+                   'type', 'llm_unavailable',
+                   'message', 'The LLM stayed unavailable for the whole retry budget of '
+                              || %(budget)s || ': ' || last_transient_error || '.')
+               WHEN attempts > 0 THEN jsonb_build_object(
+                   'type', 'attempts_exhausted',
+                   'message', 'The job was started ' || attempts || ' times and never finished '
+                              || 'within its retry budget of ' || %(budget)s || '.')
+               ELSE jsonb_build_object(
+                   'type', 'not_started',
+                   'message', 'The job could not be started within its retry budget of '
+                              || %(budget)s || ': every delivery failed before the job was '
+                              || 'claimed (the process function or the database was failing).')
+           END""",
+        f"{_SILENT} AND created_at < now() - make_interval(secs => %(budget_seconds)s)",
+        {"silent_seconds": silent_seconds, "budget_seconds": budget_seconds, "budget": budget},
     )
 
 
