@@ -40,15 +40,14 @@ def requeue_job(queue_url: str, event_id: UUID, receipt_handle: str, delay_secon
     starts again at receive count 1: a job waiting out an outage is never dead-lettered for it."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    client = sqs_client()
     try:
-        client.delete_message(QueueUrl=queue_url, ReceiptHandle=receipt_handle)
+        sqs_client().delete_message(QueueUrl=queue_url, ReceiptHandle=receipt_handle)
     except (BotoCoreError, ClientError) as error:
         raise QueueUnavailable(
             f"the message was kept, it comes back after its visibility timeout: {error}"
         ) from error
     try:
-        client.send_message(
+        sqs_client().send_message(
             QueueUrl=queue_url,
             MessageBody=json.dumps({"event_id": str(event_id)}),
             DelaySeconds=delay_seconds,
