@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import shutil
 import tempfile
 import threading
@@ -29,6 +30,7 @@ from psycopg.rows import dict_row
 from bench.run import ROOT, _stack_settings
 from devstack.stack import Stack
 from devstack.template import load_yaml
+from guideline_ingest.logic.backoff import RetryPolicy
 from guideline_ingest.logic.retry import IN_CALL_RETRIES, IN_CALL_WAIT_SECONDS
 
 LIVE = (
@@ -70,18 +72,22 @@ def parameter_defaults() -> dict[str, float]:
     return {name: spec.get("Default") for name, spec in parameters.items()}
 
 
-def expected_deliveries(outage: float, retry_after: float, base: float, cap: float) -> float:
-    """Mean number of deliveries of one job during `outage` seconds: each wait is
-    max(Retry-After, uniform(0, min(cap, base * 2^k))), whose mean is computed exactly."""
-    elapsed, deliveries, k = 0.0, 1, 0
-    while True:
-        ceiling = min(cap, base * 2**k)
-        floor = min(retry_after, ceiling)
-        mean = (floor * retry_after + (ceiling**2 - floor**2) / 2) / ceiling if ceiling else retry_after
-        mean = max(mean, retry_after)
-        if elapsed + mean > outage:
-            return deliveries
-        elapsed, deliveries, k = elapsed + mean, deliveries + 1, k + 1
+def expected_deliveries(
+    outage: float, retry_after: float, base: float, cap: float, runs: int = 10_000
+) -> float:
+    """Mean number of deliveries of one job during `outage` seconds, simulated with the policy
+    itself (seeded): the first delivery, then one after each backoff that still falls in it."""
+    policy = RetryPolicy(budget_seconds=outage * 10, base_seconds=base, cap_seconds=cap)
+    rng = random.Random(0)
+    total = 0
+    for _ in range(runs):
+        elapsed, deliveries = 0.0, 1
+        while (
+            elapsed := elapsed + policy.delay(deliveries - 1, retry_after, outage * 10, rng=rng)
+        ) <= outage:
+            deliveries += 1
+        total += deliveries
+    return round(total / runs, 1)
 
 
 def submit(base_url: str, api_key: str, guidelines: str) -> str:
