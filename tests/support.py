@@ -7,6 +7,18 @@ import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 
+def local_only(*api_keys: str, **settings: str) -> dict[str, str]:
+    """Runner settings for a stack that uses nothing of the developer's machine: the offline LLM,
+    the embedded PostgreSQL, and these API keys; `settings` adds or replaces runner settings."""
+    return {
+        "OPENAI_API_KEY": "",
+        "OPENAI_BASE_URL": "",
+        "DATABASE_URL": "",
+        "API_KEYS": ",".join(api_keys),
+        **settings,
+    }
+
+
 def wait_for(predicate, seconds: float = 60.0, every: float = 0.2):
     """Poll until `predicate()` is truthy and return it; bounded in time."""
     deadline = time.monotonic() + seconds

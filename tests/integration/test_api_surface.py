@@ -19,18 +19,14 @@ import requests
 
 from devstack.stack import Stack
 
+from support import local_only
+
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "surface-key"
-LOCAL_ONLY = {
-    "OPENAI_API_KEY": "",
-    "OPENAI_BASE_URL": "",
-    "DATABASE_URL": "",
-    "API_KEYS": KEY,
-    # Slow enough that a job can be cancelled while it runs.
-    "OFFLINE_LLM_LATENCY_MS": "700",
-}
+# Slow enough that a job can be cancelled while it runs.
+LOCAL_ONLY = local_only(KEY, OFFLINE_LLM_LATENCY_MS="700")
 GUIDELINES = "Staff must wear badges on site. Visitors should sign in at reception. Never prop doors open."
 CLIENT_PACKAGE = "guideline_ingest_client"
 

@@ -14,18 +14,12 @@ import requests
 
 from devstack.stack import Stack
 
-from support import WebhookReceiver, wait_for
+from support import WebhookReceiver, local_only, wait_for
 
 pytestmark = pytest.mark.integration
 
 KEY = "features-key"
-LOCAL_ONLY = {
-    "OPENAI_API_KEY": "",
-    "OPENAI_BASE_URL": "",
-    "DATABASE_URL": "",
-    "API_KEYS": f"{KEY},other-features-key",
-    "ALLOW_LOOPBACK_CALLBACKS": "true",
-}
+LOCAL_ONLY = local_only(KEY, "other-features-key", ALLOW_LOOPBACK_CALLBACKS="true")
 
 
 @pytest.fixture(scope="module")

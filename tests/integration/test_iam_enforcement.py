@@ -18,18 +18,12 @@ from devstack.sqs import sqs_client
 from devstack.stack import PROJECT_ROOT, Stack
 from devstack.template import load_yaml
 
-from support import WebhookReceiver, wait_for
+from support import WebhookReceiver, local_only, wait_for
 
 pytestmark = pytest.mark.integration
 
 KEY = "iam-key"
-SETTINGS = {
-    "OPENAI_API_KEY": "",
-    "OPENAI_BASE_URL": "",
-    "DATABASE_URL": "",
-    "API_KEYS": KEY,
-    "ALLOW_LOOPBACK_CALLBACKS": "true",
-}
+SETTINGS = local_only(KEY, ALLOW_LOOPBACK_CALLBACKS="true")
 
 
 def template_without_webhook_send(root) -> object:
@@ -54,9 +48,7 @@ def template_without_webhook_send(root) -> object:
 def crippled(tmp_path_factory):
     root = tmp_path_factory.mktemp("iam")
     template = template_without_webhook_send(root)
-    with Stack(
-        port=0, template=template, data_dir=root / "data", read_dotenv=False, env=SETTINGS, schedules=False
-    ) as stack:
+    with Stack(port=0, template=template, data_dir=root / "data", read_dotenv=False, env=SETTINGS) as stack:
         yield stack
 
 

@@ -17,7 +17,7 @@ import requests
 
 from devstack.stack import Stack
 
-from support import wait_for
+from support import local_only, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +31,7 @@ GUIDELINES = (
 # Fast retries so a poison message reaches the dead-letter queue within seconds.
 OVERRIDES = {"MaxReceiveCount": 2, "JobsVisibilityTimeoutSeconds": 4, "ProcessTimeoutSeconds": 20}
 # Offline LLM and embedded PostgreSQL whatever the developer's shell says.
-LOCAL_ONLY = {"OPENAI_API_KEY": "", "OPENAI_BASE_URL": "", "DATABASE_URL": "", "API_KEYS": KEYS}
+LOCAL_ONLY = local_only(KEYS)
 
 
 def start_stack(data_dir: Path) -> Stack:

@@ -14,8 +14,10 @@ import json
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import urljoin
 
 import pytest
+import requests
 
 from support import wait_for
 
@@ -118,11 +120,6 @@ def test_the_gateway_passes_each_callers_api_key_id(stack, second_key):
     assert first.json() != second.json()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 11: api/resolver.py still falls back to a shared 'anonymous' owner; "
-    "remove this mark once the fail-closed change is merged",
-)
 def test_a_request_without_an_api_key_id_is_forbidden(stack):
     event = json.loads((EVENTS / "submit.json").read_text())
     del event["requestContext"]["identity"]["apiKeyId"]
@@ -130,6 +127,21 @@ def test_a_request_without_an_api_key_id_is_forbidden(stack):
         FunctionName=stack.functions["SubmitFunction"], Payload=json.dumps(event)
     )
     assert json.loads(response["Payload"].read())["statusCode"] == 403
+
+
+def test_the_location_resolves_inside_the_api_behind_the_stage(stack):
+    """LocalStack serves the API under /_aws/execute-api/<id>/<stage>/: a client that follows the
+    Location from the URL it called must land on the job, not outside the API."""
+    called = f"{stack.api_url}jobs"
+    response = requests.post(
+        called, json={"guidelines": GUIDELINES}, headers={"x-api-key": stack.api_key}, timeout=60
+    )
+    assert response.status_code == 202, response.text
+    job = requests.get(
+        urljoin(called, response.headers["Location"]), headers={"x-api-key": stack.api_key}, timeout=60
+    )
+    assert job.status_code == 200, job.text
+    assert job.json()["event_id"] == response.json()["event_id"]
 
 
 def test_an_invalid_body_is_a_problem_document(stack):
@@ -183,6 +195,7 @@ FUNCTION_EVENTS = {
     "submit-blank.json": ("SubmitFunction", 422),
     "submit-not-json.json": ("SubmitFunction", None),
     "submit-too-long.json": ("SubmitFunction", None),
+    "submit-no-api-key.json": ("SubmitFunction", 403),
     "process.json": ("ProcessFunction", None),
     "process-batch-one-bad.json": ("ProcessFunction", None),
     "sweeper.json": ("SweeperFunction", None),
