@@ -34,12 +34,14 @@ class WebhookReceiver:
 
     def __init__(self, status: int = 204):
         self.deliveries: list[tuple[dict, bytes]] = []
+        self.arrivals: list[float] = []  # time.monotonic() of each delivery
         self.status = status
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.arrivals.append(time.monotonic())
                 receiver.deliveries.append(({k.lower(): v for k, v in self.headers.items()}, body))
                 self.send_response(receiver.status)
                 self.send_header("Content-Length", "0")

@@ -64,12 +64,15 @@ def test_empty_optional_variables_are_unset_so_the_defaults_apply(bare_environme
         "OPENAI_MODEL",
         "OPENAI_TIMEOUT_SECONDS",
         "OPENAI_API_KEY_SECRET_ARN",
-        "MAX_RECEIVE_COUNT",
+        "RETRY_BUDGET_SECONDS",
+        "RETRY_BACKOFF_BASE_SECONDS",
+        "RETRY_BACKOFF_CAP_SECONDS",
         "CACHE_SHARED_ACROSS_API_KEYS",
         "DATABASE_SECRET_ARN",
         "DATABASE_SSLMODE",
     ):
         bare_environment.setenv(name, "")
+    bare_environment.setenv("JOBS_QUEUE_URL", "https://sqs/jobs")
     bare_environment.setenv("WEBHOOK_QUEUE_URL", "https://sqs/webhooks")
     bare_environment.setenv("OPENAI_API_KEY", "sk-test")
 
@@ -79,7 +82,8 @@ def test_empty_optional_variables_are_unset_so_the_defaults_apply(bare_environme
     assert settings.openai_model == "gpt-4o-mini"
     assert settings.openai_timeout_seconds == 60.0
     assert settings.openai_api_key_secret_arn is None
-    assert settings.max_receive_count == 5
+    assert (settings.retry_budget_seconds, settings.retry_backoff_base_seconds) == (21600, 30)
+    assert settings.retry_backoff_cap_seconds == 900
     assert settings.cache_shared_across_api_keys is False
     assert settings.database_secret_arn is None
     assert settings.database_sslmode == "require"
@@ -103,6 +107,18 @@ def test_an_invalid_value_names_its_variable(bare_environment):
     assert "PENDING_GRACE_SECONDS: Input should be a valid integer" in str(failure.value)
 
 
+def test_no_backoff_is_longer_than_the_longest_sqs_delay(bare_environment):
+    bare_environment.setenv("JOBS_QUEUE_URL", "https://sqs/jobs")
+    bare_environment.setenv("WEBHOOK_QUEUE_URL", "https://sqs/webhooks")
+    bare_environment.setenv("OPENAI_API_KEY", "sk-test")
+    bare_environment.setenv("RETRY_BACKOFF_CAP_SECONDS", "901")
+
+    with pytest.raises(
+        ConfigurationError, match="RETRY_BACKOFF_CAP_SECONDS: Input should be less than or equal to 900"
+    ):
+        load(config.ProcessSettings)
+
+
 def test_the_webhook_timeout_is_read(bare_environment):
     bare_environment.setenv("WEBHOOK_QUEUE_URL", "https://sqs/webhooks")
     bare_environment.setenv("WEBHOOK_SIGNING_SECRET", "s" * 32)
@@ -123,6 +139,7 @@ def test_a_short_signing_secret_fails_without_showing_it(bare_environment):
 
 def test_a_function_needs_a_database_and_the_process_function_a_key(bare_environment):
     bare_environment.delenv("DATABASE_URL")
+    bare_environment.setenv("JOBS_QUEUE_URL", "https://sqs/jobs")
     bare_environment.setenv("WEBHOOK_QUEUE_URL", "https://sqs/webhooks")
 
     with pytest.raises(ConfigurationError, match="set DATABASE_URL or DATABASE_SECRET_ARN"):

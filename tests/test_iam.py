@@ -99,6 +99,8 @@ def test_the_scan_finds_each_call_the_code_makes():
     # API Gateway never routes them to it: their queue calls are not its calls.
     assert short("StatusFunction") == {database}
     assert short("ProcessFunction") == {
+        ("sqs:SendMessage", "JobsQueue"),  # requeue_job: a job given back, re-sent delayed
+        ("sqs:DeleteMessage", "JobsQueue"),  # requeue_job deletes the message it replaces
         ("sqs:SendMessage", "WebhookQueue"),  # announce_finished
         ("secretsmanager:GetSecretValue", "openai-AbCdEf"),
         database,
@@ -132,8 +134,23 @@ def test_the_check_reports_exactly_what_the_old_policies_lacked(tmp_path):
     old.write_text(yaml.safe_dump(doc, sort_keys=False))
     assert missing_permissions(old) == {
         ("ProcessFunction", "sqs:SendMessage", "WebhookQueue"),
+        ("ProcessFunction", "sqs:SendMessage", "JobsQueue"),  # issue 13's delayed re-send
         ("WebhookFunction", "sqs:ChangeMessageVisibility", "WebhookQueue"),
     }
+
+
+def test_the_delayed_re_send_of_a_job_needs_its_own_grant(tmp_path):
+    """The event source lets Lambda's poller delete; the function deletes and re-sends itself."""
+    doc = load_yaml(TEMPLATE_PATH)
+    policies = doc["Resources"]["ProcessFunction"]["Properties"]["Policies"]
+    doc["Resources"]["ProcessFunction"]["Properties"]["Policies"] = [
+        policy
+        for policy in policies
+        if policy != {"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["JobsQueue", "QueueName"]}}}
+    ]
+    without = tmp_path / "template.yaml"
+    without.write_text(yaml.safe_dump(doc, sort_keys=False))
+    assert missing_permissions(without) == {("ProcessFunction", "sqs:SendMessage", "JobsQueue")}
 
 
 @pytest.mark.parametrize("function", FUNCTIONS)

@@ -7,6 +7,7 @@ import threading
 
 import pytest
 
+from devstack.esm import lambda_sqs_record
 from guideline_ingest.dal import jobs
 
 from conftest import (
@@ -113,30 +114,97 @@ def test_a_rate_limit_is_retried_after_retry_after(invoke, queues, database, llm
     assert llm_edge == []
 
 
-def test_transient_failures_past_the_time_budget_give_the_job_back(invoke, queues, database, offline_llm):
+@pytest.fixture
+def requeues(functions, queues, monkeypatch):
+    """The process function gives jobs back to this test's own jobs queue."""
+    module = functions["process"]
+    monkeypatch.setattr(
+        module, "settings", module.settings.model_copy(update={"jobs_queue_url": queues.jobs})
+    )
+    return queues
+
+
+def delivered(queues, receive_count: int = 1) -> dict:
+    """The submit's message as the event source mapping delivers it: a real receipt handle."""
+    [message] = queues.receive()
+    record = lambda_sqs_record(message, "arn:aws:sqs:us-east-1:123456789012:jobs")
+    record["attributes"]["ApproximateReceiveCount"] = str(receive_count)
+    return {"Records": [record]}
+
+
+def live_messages(queues) -> dict[str, int]:
+    attributes = queues.client.get_queue_attributes(QueueUrl=queues.jobs, AttributeNames=["All"])[
+        "Attributes"
+    ]
+    return {
+        name: int(attributes[f"ApproximateNumberOf{name}"])
+        for name in ("Messages", "MessagesNotVisible", "MessagesDelayed")
+    }
+
+
+@pytest.mark.parametrize("receive_count", [1, 5])
+def test_a_transient_failure_gives_the_job_back_behind_a_delayed_message(
+    invoke, requeues, database, offline_llm, receive_count
+):
+    """The LLM says come back in 30 s: the job does not sleep on it, it is given back, due then, and
+    its message replaced by one delayed until then. The delivery succeeds, so receive counts (even
+    the fifth, the queue's maxReceiveCount) never dead-letter a job that waits out an outage."""
     event_id = submitted(invoke)
-    offline_llm.set_faults(**{"429": 1.0, "retry_after": 1})
+    offline_llm.set_faults(**{"429": 1.0, "retry_after": 30})
 
-    result = invoke("process", sqs_event(event_id), timeout_ms=9_000)
+    result = invoke("process", delivered(requeues, receive_count), timeout_ms=9_000)
 
-    assert len(failures(result)) == 1
+    assert result == {"batchItemFailures": []}
+    assert offline_llm.stats()["requests"] == 1  # no in-call wait on a 30 s Retry-After
     row = job(database, event_id)
-    assert row["status"] == "PENDING" and row["attempts"] == 1 and row["lease_expires_at"] is None
+    assert (row["status"], row["attempts"], row["retries"], row["lease_expires_at"]) == (
+        "PENDING",
+        1,
+        1,
+        None,
+    )
+    assert row["last_transient_error"] == "the LLM rate limit was exceeded"
+    assert 29 <= (row["due_at"] - row["enqueued_at"]).total_seconds() <= 31
+    assert live_messages(requeues) == {"Messages": 0, "MessagesNotVisible": 0, "MessagesDelayed": 1}
 
 
-def test_on_the_last_delivery_a_transient_failure_fails_the_job_with_the_reason(
-    invoke, queues, database, offline_llm
+def test_a_transient_failure_once_the_budget_is_spent_fails_the_job_saying_so(
+    invoke, requeues, database, offline_llm
 ):
     event_id = submitted(invoke)
-    offline_llm.set_faults(**{"429": 1.0, "retry_after": 1})
+    database.execute(
+        "UPDATE jobs SET created_at = now() - interval '6 hours' WHERE event_id = %s", (event_id,)
+    )
+    offline_llm.set_faults(**{"429": 1.0, "retry_after": 30})
 
-    result = invoke("process", sqs_event(event_id, receive_count=5), timeout_ms=9_000)
+    result = invoke("process", delivered(requeues), timeout_ms=9_000)
 
     assert result == {"batchItemFailures": []}
     row = job(database, event_id)
     assert row["status"] == "FAILED"
-    assert row["error"]["type"] == "llm_unavailable"
-    assert "rate limit" in row["error"]["message"]
+    assert row["error"] == {
+        "type": "llm_unavailable",
+        "message": "The LLM stayed unavailable for the whole retry budget of 6 h:"
+        " the LLM rate limit was exceeded.",
+    }
+    # Nothing re-sent; the delivery itself is acknowledged (the event source mapping deletes it).
+    assert live_messages(requeues) == {"Messages": 0, "MessagesNotVisible": 1, "MessagesDelayed": 0}
+
+
+def test_when_the_message_cannot_be_replaced_the_record_fails_and_sqs_brings_it_back(
+    invoke, queues, database, offline_llm, functions, monkeypatch
+):
+    module = functions["process"]
+    elsewhere = module.settings.model_copy(update={"jobs_queue_url": queues.dead_letters})
+    monkeypatch.setattr(module, "settings", elsewhere)  # the receipt handle is not of that queue
+    event_id = submitted(invoke)
+    offline_llm.set_faults(**{"429": 1.0, "retry_after": 30})
+    record = delivered(queues)
+
+    result = invoke("process", record, timeout_ms=9_000)
+
+    assert failures(result) == [record["Records"][0]["messageId"]]
+    assert job(database, event_id)["status"] == "PENDING"
 
 
 def test_a_rejected_request_fails_the_job(invoke, queues, database, llm_edge):
@@ -152,17 +220,19 @@ def test_a_rejected_request_fails_the_job(invoke, queues, database, llm_edge):
 
 @pytest.mark.parametrize("status", [401, 403])
 def test_a_refused_api_key_gives_the_job_back_and_counts_an_auth_failure(
-    invoke, queues, database, llm_edge, capsys, status
+    invoke, requeues, database, llm_edge, capsys, status
 ):
     """A wrong or rotating key is not the job's fault: it is retried later, and alarmed on."""
     event_id = submitted(invoke)
     capsys.readouterr()
     llm_edge.append(llm_error(status))
 
-    first = invoke("process", sqs_event(event_id))
+    first = invoke("process", delivered(requeues))
 
-    assert len(failures(first)) == 1
-    assert job(database, event_id)["status"] == "PENDING"
+    assert first == {"batchItemFailures": []}
+    row = job(database, event_id)
+    assert (row["status"], row["retries"]) == ("PENDING", 1)
+    assert live_messages(requeues)["MessagesDelayed"] == 1
     emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
     [metrics] = [m for m in emitted if "LLMAuthFailures" in m]
     assert metrics["LLMAuthFailures"] == [1.0]
@@ -173,15 +243,23 @@ def test_a_refused_api_key_gives_the_job_back_and_counts_an_auth_failure(
     assert job(database, event_id)["status"] == "COMPLETED"
 
 
-def test_on_the_last_delivery_a_refused_key_fails_the_job_saying_so(invoke, queues, database, llm_edge):
+def test_a_key_refused_until_the_budget_is_spent_fails_the_job_saying_so(
+    invoke, requeues, database, llm_edge
+):
     event_id = submitted(invoke)
+    database.execute(
+        "UPDATE jobs SET created_at = now() - interval '6 hours' WHERE event_id = %s", (event_id,)
+    )
     llm_edge.append(llm_error(401))
 
-    assert invoke("process", sqs_event(event_id, receive_count=5)) == {"batchItemFailures": []}
+    assert invoke("process", delivered(requeues)) == {"batchItemFailures": []}
 
     row = job(database, event_id)
     assert row["status"] == "FAILED" and row["error"]["type"] == "llm_unavailable"
-    assert "refused the API key (HTTP 401)" in row["error"]["message"]
+    assert row["error"]["message"] == (
+        "The LLM stayed unavailable for the whole retry budget of 6 h:"
+        " the LLM refused the API key (HTTP 401)."
+    )
 
 
 @pytest.mark.parametrize("step", [0, 1])
@@ -374,11 +452,11 @@ def test_a_failed_step_is_marked_failed(invoke, queues, database, llm_edge):
     assert [(s["name"], s["status"]) for s in steps] == [("summarize", "COMPLETED"), ("checklist", "FAILED")]
 
 
-def test_a_job_given_back_shows_its_steps_pending_again(invoke, queues, database, offline_llm):
+def test_a_job_given_back_shows_its_steps_pending_again(invoke, requeues, database, offline_llm):
     event_id = submitted(invoke)
-    offline_llm.set_faults(**{"429": 1.0, "retry_after": 1})
+    offline_llm.set_faults(**{"429": 1.0, "retry_after": 30})
 
-    invoke("process", sqs_event(event_id), timeout_ms=9_000)
+    invoke("process", delivered(requeues), timeout_ms=9_000)
 
     assert [s["status"] for s in job(database, event_id)["steps"]] == ["PENDING", "PENDING"]
 

@@ -1,10 +1,16 @@
-"""The deadline-aware retry loop, with a fake clock (no sleeping, no timing)."""
+"""The short in-call retry loop, with a fake clock (no sleeping, no timing), and the backoff
+between deliveries that takes over from it."""
+
+import random
 
 import httpx2
 import openai
 import pytest
 
+from guideline_ingest.logic.backoff import MAX_DELIVERY_DELAY_SECONDS, RetryPolicy, describe_duration
 from guideline_ingest.logic.retry import (
+    IN_CALL_RETRIES,
+    IN_CALL_WAIT_SECONDS,
     LLMUnavailable,
     call_within_deadline,
     describe_transient,
@@ -48,10 +54,28 @@ def run(outcomes, deadline=100.0, clock=None):
     return result, calls, clock
 
 
-def test_retry_after_is_honoured():
-    result, _, clock = run([api_error(429, {"retry-after": "7"}), "ok"])
+def test_a_short_retry_after_is_honoured_in_the_call():
+    result, _, clock = run([api_error(429, {"retry-after": "1"}), "ok"])
 
-    assert result == "ok" and clock.sleeps == [7.0]
+    assert result == "ok" and clock.sleeps == [1.0]
+
+
+def test_a_long_retry_after_gives_the_job_back_at_once_carrying_it():
+    """No function sits idle waiting out a rate limit: the next delivery waits instead."""
+    with pytest.raises(LLMUnavailable, match="rate limit") as raised:
+        run([api_error(429, {"retry-after": "30"}), "never"])
+
+    assert raised.value.retry_after == 30.0
+
+
+def test_the_in_call_retry_is_short():
+    clock = FakeClock()
+    with pytest.raises(LLMUnavailable) as raised:
+        run([api_error(500)] * 10, clock=clock)
+
+    assert len(clock.sleeps) <= IN_CALL_RETRIES
+    assert sum(clock.sleeps) <= IN_CALL_WAIT_SECONDS
+    assert raised.value.retry_after is None
 
 
 def test_retry_after_ms_wins():
@@ -68,7 +92,7 @@ def test_unparseable_retry_after_falls_back_to_backoff():
 
 
 def test_backoff_grows_exponentially_with_jitter():
-    outcomes = [api_error(500)] * 4 + ["ok"]
+    outcomes = [api_error(500)] * IN_CALL_RETRIES + ["ok"]
 
     _, _, clock = run(outcomes)
 
@@ -116,3 +140,42 @@ def test_each_call_gets_at_most_the_time_that_is_left():
 )
 def test_reasons_read_well(error, words):
     assert words in describe_transient(error)
+
+
+class Draws:
+    """A stand-in for random: uniform(a, b) returns the fraction `at` of the way from a to b."""
+
+    def __init__(self, at: float):
+        self.at = at
+
+    def uniform(self, low, high):
+        return low + (high - low) * self.at
+
+
+POLICY = RetryPolicy(budget_seconds=21600, base_seconds=30, cap_seconds=900)
+
+
+def test_backoff_between_deliveries_doubles_up_to_the_cap_with_full_jitter():
+    ceilings = [POLICY.delay(n, None, budget_left=21600, rng=Draws(1.0)) for n in range(8)]
+    floors = [POLICY.delay(n, None, budget_left=21600, rng=Draws(0.0)) for n in range(8)]
+
+    assert ceilings == [30, 60, 120, 240, 480, 900, 900, 900]
+    assert floors == [1] * 8  # full jitter: anywhere from (almost) now to the ceiling
+    spread = {POLICY.delay(3, None, 21600, rng=random.Random(seed)) for seed in range(20)}
+    assert len(spread) > 10 and all(1 <= delay <= 240 for delay in spread)
+
+
+def test_retry_after_is_a_floor_up_to_the_longest_sqs_delay():
+    assert POLICY.delay(0, 200, budget_left=21600, rng=Draws(0.5)) == 200
+    assert POLICY.delay(0, 7200, budget_left=21600, rng=Draws(0.5)) == MAX_DELIVERY_DELAY_SECONDS == 900
+
+
+def test_the_last_delivery_comes_when_the_budget_ends_then_none():
+    assert POLICY.delay(9, 600, budget_left=42.5, rng=Draws(1.0)) == 43
+    assert POLICY.delay(9, None, budget_left=0.5) is None
+    assert POLICY.delay(9, None, budget_left=-10) is None
+
+
+@pytest.mark.parametrize(("seconds", "text"), [(21600, "6 h"), (5400, "90 min"), (90, "90 s"), (40, "40 s")])
+def test_budgets_read_well(seconds, text):
+    assert describe_duration(seconds) == text

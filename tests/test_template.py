@@ -40,15 +40,27 @@ FUNCTION_ENV = {
         "OPENAI_TIMEOUT_SECONDS",
         "OPENAI_API_KEY",
         "OPENAI_API_KEY_SECRET_ARN",
-        "MAX_RECEIVE_COUNT",
         "CACHE_SHARED_ACROSS_API_KEYS",
+        "JOBS_QUEUE_URL",
         "WEBHOOK_QUEUE_URL",
+        "RETRY_BUDGET_SECONDS",
+        "RETRY_BACKOFF_BASE_SECONDS",
+        "RETRY_BACKOFF_CAP_SECONDS",
     },
-    "SweeperFunction": {"JOBS_QUEUE_URL", "WEBHOOK_QUEUE_URL", "MAX_RECEIVE_COUNT", "PENDING_GRACE_SECONDS"},
+    "SweeperFunction": {
+        "JOBS_QUEUE_URL",
+        "WEBHOOK_QUEUE_URL",
+        "MAX_RECEIVE_COUNT",
+        "PENDING_GRACE_SECONDS",
+        "JOBS_VISIBILITY_TIMEOUT_SECONDS",
+        "RETRY_BUDGET_SECONDS",
+    },
     "WebhookFunction": {
         "WEBHOOK_QUEUE_URL",
         "WEBHOOK_SIGNING_SECRET",
         "WEBHOOK_MAX_ATTEMPTS",
+        "RETRY_BACKOFF_BASE_SECONDS",
+        "RETRY_BACKOFF_CAP_SECONDS",
         "ALLOW_LOOPBACK_CALLBACKS",
     },
 }
@@ -301,9 +313,10 @@ def test_dead_letter_queue_wiring(template):
     assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["JobsDeadLetterQueue", "Arn"]}
     assert redrive["maxReceiveCount"] == {"Ref": "MaxReceiveCount"}
     assert parameter_default(template, "MaxReceiveCount") == 5
-    # The functions that decide "final attempt" see the same count the queue enforces.
-    for function in ("ProcessFunction", "SweeperFunction"):
-        assert environment(template, function)["MAX_RECEIVE_COUNT"] == {"Ref": "MaxReceiveCount"}
+    # The sweeper counts dead workers against the same count the queue enforces; the process
+    # function no longer reads it: receive counts do not decide a transient failure.
+    assert environment(template, "SweeperFunction")["MAX_RECEIVE_COUNT"] == {"Ref": "MaxReceiveCount"}
+    assert "MAX_RECEIVE_COUNT" not in environment(template, "ProcessFunction")
     # A message keeps its first enqueue time in the DLQ, so the DLQ must keep messages longer.
     retention = resources["JobsQueue"]["Properties"]["MessageRetentionPeriod"]
     assert resources["JobsDeadLetterQueue"]["Properties"]["MessageRetentionPeriod"] > retention
@@ -439,12 +452,32 @@ def test_each_function_gets_only_the_queue_permissions_it_needs(template):
         secret,
     }
     assert grants("ProcessFunction") == {
-        ("SQSPollerPolicy", "JobsQueue"),  # ChangeMessageVisibility on its own messages
+        ("SQSPollerPolicy", "JobsQueue"),  # deleting the message of a job it gives back
+        ("SQSSendMessagePolicy", "JobsQueue"),  # ... and sending it again, delayed by its backoff
         ("SQSSendMessagePolicy", "WebhookQueue"),  # a finished job's webhook
         secret,
     }
     assert grants("WebhookFunction") == {("SQSPollerPolicy", "WebhookQueue"), secret}  # the backoff
     assert grants("StatusFunction") == {secret}
+
+
+def test_the_retry_budget_never_outlives_the_jobs_queue_messages(template):
+    """A job may wait out an outage for its whole budget: its message must not expire meanwhile.
+    CloudFormation enforces MaxValue, so no deploy can set a longer budget."""
+    parameters = template["Parameters"]
+    retention = template["Resources"]["JobsQueue"]["Properties"]["MessageRetentionPeriod"]
+    budget = parameters["RetryBudgetSeconds"]
+    assert budget["Default"] == 21600  # six hours
+    assert budget["MaxValue"] == retention
+    assert budget["Default"] <= retention
+
+
+def test_the_backoff_cap_is_the_longest_sqs_delay(template):
+    from guideline_ingest.logic.backoff import MAX_DELIVERY_DELAY_SECONDS
+
+    cap = template["Parameters"]["RetryBackoffCapSeconds"]
+    assert cap["Default"] == cap["MaxValue"] == MAX_DELIVERY_DELAY_SECONDS == 900
+    assert template["Parameters"]["RetryBackoffBaseSeconds"]["Default"] == 30
 
 
 def test_alarms_cover_dead_letters_errors_and_message_age(template):

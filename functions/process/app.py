@@ -56,7 +56,7 @@ def run_job(record: SQSRecord, deadline: float) -> None:
             deadline=deadline,
         ),
         lease_seconds=deadline - time.monotonic() + SAFETY_MARGIN_SECONDS,
-        receive_count=int(record.attributes.approximate_receive_count),
+        receipt_handle=record.receipt_handle,
         settings=settings,
     )
 

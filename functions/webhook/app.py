@@ -1,7 +1,9 @@
 """SQS -> one signed POST per finished job that has a callback_url.
 
 A failed delivery is retried by SQS, after an exponential backoff set on the
-message itself, until the last attempt gives up and records why.
+message itself (RetryBackoffBaseSeconds doubling per attempt, at most
+RetryBackoffCapSeconds: 30 s to 15 min as deployed), until the last attempt
+(WebhookMaxAttempts) gives up and records why.
 """
 
 from __future__ import annotations
@@ -17,9 +19,6 @@ from guideline_ingest.observability import logger, metrics
 from guideline_ingest.queue import QueueUnavailable, delay_redelivery
 from guideline_ingest.webhooks import DeliveryFailed
 
-FIRST_BACKOFF_SECONDS = 30
-MAX_BACKOFF_SECONDS = 900
-
 settings = webhook_settings()
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
@@ -34,7 +33,9 @@ def deliver(record: SQSRecord) -> None:
             timeout=settings.webhook_timeout_seconds,
         )
     except DeliveryFailed:
-        backoff = min(MAX_BACKOFF_SECONDS, FIRST_BACKOFF_SECONDS * 2 ** (attempt - 1))
+        backoff = min(
+            settings.retry_backoff_cap_seconds, settings.retry_backoff_base_seconds * 2 ** (attempt - 1)
+        )
         try:
             delay_redelivery(settings.webhook_queue_url, record.receipt_handle, backoff)
         except QueueUnavailable:

@@ -1,9 +1,12 @@
 """The whole service on this machine (devstack), driven over HTTP while faults are injected.
 
-One stack serves every fault test (starting one costs seconds). Its template parameters are
-shrunk so that recovery happens within seconds, with the production ratios kept: the queue's
-visibility timeout outlasts a processing lease, so a redelivery after a crash can claim the job.
-The embedded PostgreSQL is used even when DATABASE_URL is set: the tests stop and start it.
+One stack serves most fault tests (starting one costs seconds); a test that needs other parameters
+starts its own with `fault_stack_with`. The template parameters are shrunk so that recovery happens
+within seconds, with the production ratios kept: the queue's visibility timeout outlasts a
+processing lease, so a redelivery after a crash can claim the job; the backoff cap is below the
+retry budget. The sweeper runs on its real schedule (every minute), as deployed; tests that want a
+sweep at a given moment run it in addition. The embedded PostgreSQL is used even when DATABASE_URL
+is set: the tests stop and start it.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -35,6 +39,13 @@ PARAMETERS = {
     "JobsVisibilityTimeoutSeconds": 12,
     "MaxReceiveCount": 3,
     "PendingGraceSeconds": 2,
+    # A job keeps retrying transient failures for 30 s; deliveries back off 1 s doubling to 4 s.
+    "RetryBudgetSeconds": 30,
+    "RetryBackoffBaseSeconds": 1,
+    "RetryBackoffCapSeconds": 4,
+    # Webhooks to the tests' loopback receiver; four attempts (backoff 1, 2, 4 s).
+    "AllowLoopbackCallbacks": "true",
+    "WebhookMaxAttempts": 4,
 }
 SETTINGS = {
     "API_KEYS": API_KEY,
@@ -163,7 +174,49 @@ def assert_clean_unavailable(answer: Answer) -> None:
     assert "Traceback" not in json.dumps(answer.body)
 
 
+class InBackground:
+    """Runs `_run` in a thread while the `with` block runs; `_stop` is set when the block ends."""
+
+    def __init__(self, name: str):
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class QueueWatch(InBackground):
+    """Samples a queue's live messages every 0.2 s in a thread, while the test runs."""
+
+    def __init__(self, stack: FaultStack, queue: str = "JobsQueue", every: float = 0.2):
+        super().__init__(f"watch-{queue}")
+        self.samples: list[int] = []
+        self._stack, self._queue, self._every = stack, queue, every
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every):
+            self.samples.append(self._stack.live_messages(self._queue))
+
+    @property
+    def most(self) -> int:
+        return max(self.samples, default=0)
+
+
 # --- the stack and its database ---------------------------------------------------------------------
+
+LIVE_ATTRIBUTES = (
+    "ApproximateNumberOfMessages",
+    "ApproximateNumberOfMessagesNotVisible",
+    "ApproximateNumberOfMessagesDelayed",
+)
 
 
 class FaultStack:
@@ -247,9 +300,16 @@ class FaultStack:
             assert (answer.status, answer.body["status"]) == (200, row["status"])
         return rows
 
-    def dead_letters(self) -> list[dict]:
+    def live_messages(self, queue: str = "JobsQueue") -> int:
+        """Visible + in flight + delayed: every message of the queue that can still be delivered."""
+        attributes = self.stack.sqs().get_queue_attributes(
+            QueueUrl=self.stack.queue_urls[queue], AttributeNames=list(LIVE_ATTRIBUTES)
+        )["Attributes"]
+        return sum(int(attributes[name]) for name in LIVE_ATTRIBUTES)
+
+    def dead_letters(self, queue: str = "JobsDeadLetterQueue") -> list[dict]:
         sqs = self.stack.sqs()
-        url = self.stack.queue_urls["JobsDeadLetterQueue"]
+        url = self.stack.queue_urls[queue]
         messages = []
         while batch := sqs.receive_message(
             QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0, VisibilityTimeout=30
@@ -258,26 +318,32 @@ class FaultStack:
         return messages
 
 
-@pytest.fixture(scope="package")
-def fault_stack():
+@contextmanager
+def fault_stack_with(parameters: dict | None = None, **options):
+    """A stack with PARAMETERS, changed by `parameters`, and its schedules on."""
     # Not pytest's private (0700) tmp dir: as root the embedded server runs as its own OS user.
     data_dir = Path(tempfile.mkdtemp(prefix="guideline-ingest-faults-"))
     data_dir.chmod(0o755)
     try:
         with Stack(
             port=0,
-            parameter_overrides=PARAMETERS,
+            parameter_overrides={**PARAMETERS, **(parameters or {})},
             env=SETTINGS,
             read_dotenv=False,
             data_dir=data_dir,
-            # The tests run the sweeper when they mean to, so each recovery path is seen alone.
-            schedules=False,
+            **options,
         ) as stack:
             with psycopg.connect(stack.database_url, autocommit=True) as conn:
                 conn.execute(FINISH_AUDIT)
             yield FaultStack(stack)
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="package")
+def fault_stack():
+    with fault_stack_with() as stack:
+        yield stack
 
 
 @pytest.fixture
@@ -302,23 +368,14 @@ def guidelines(tag: str, n: int = 0) -> str:
     )
 
 
-class SubmitStream:
+class SubmitStream(InBackground):
     """Submits a steady stream of jobs from a thread until stopped; sorts the answers."""
 
     def __init__(self, client: Client, tag: str, limit: int = 400, pause: float = 0.05):
+        super().__init__("submits")
         self.accepted: list[str] = []
         self.refused: list[Answer] = []
         self._client, self._tag, self._limit, self._pause = client, tag, limit, pause
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="submits")
-
-    def __enter__(self) -> SubmitStream:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
     def _run(self) -> None:
         for n in range(self._limit):

@@ -1,4 +1,7 @@
-"""Fault 5: poison messages, for a job the LLM always fails and for a job that no longer exists."""
+"""Fault 5: poison messages, for a job the LLM always fails and for a job that no longer exists.
+
+The job the LLM always fails is retried until its retry budget (30 s here) runs out, far more often
+than the queue's maxReceiveCount: receive counts do not decide a transient failure, the budget does."""
 
 from __future__ import annotations
 
@@ -34,10 +37,17 @@ def test_poison_ends_failed_with_a_reason_or_in_the_dead_letter_queue(service, t
         sqs.send_message(QueueUrl=queue, MessageBody=body)
 
     rows = service.wait_until_finished([poisoned, healthy], within=90)
-    # The last delivery SQS makes fails the job with the reason instead of leaving it PENDING.
+    # Its budget spent, the job fails with a reason that says so instead of being left PENDING.
     assert rows[poisoned]["status"] == "FAILED"
-    assert rows[poisoned]["error"]["type"] == "llm_unavailable"
-    assert rows[poisoned]["attempts"] == PARAMETERS["MaxReceiveCount"]
+    assert rows[poisoned]["error"] == {
+        "type": "llm_unavailable",
+        "message": "The LLM stayed unavailable for the whole retry budget of 30 s:"
+        " the LLM answered HTTP 500.",
+    }
+    assert rows[poisoned]["attempts"] > PARAMETERS["MaxReceiveCount"]
+    age = (rows[poisoned]["updated_at"] - rows[poisoned]["created_at"]).total_seconds()
+    budget, cap = PARAMETERS["RetryBudgetSeconds"], PARAMETERS["RetryBackoffCapSeconds"]
+    assert budget - cap <= age <= budget + 10
     service.assert_finished_once([healthy])
     service.assert_finished_once([poisoned], expected=("FAILED",))
 
@@ -49,6 +59,7 @@ def test_poison_ends_failed_with_a_reason_or_in_the_dead_letter_queue(service, t
 
     wait_for(dead_letters_arrived, within=90, what="the poison messages in the DLQ", every=1)
     assert not service.jobs([deleted]), "processing a message recreated a deleted job"
-    # The failed job's message was acknowledged on its last delivery, not dead-lettered.
+    # The failed job's messages were acknowledged (re-sent fresh, then on the failing delivery),
+    # none dead-lettered.
     assert not any(poisoned in body for body in dead)
     assert client.server_errors() == {} and client.statuses[503] == 0

@@ -82,14 +82,25 @@ class StatusSettings(DatabaseSettings):
     webhook_signing_secret: str = Field(min_length=32, repr=False)
 
 
-class ProcessSettings(DatabaseSettings):
+class BackoffSettings(FunctionSettings):
+    """The backoff between deliveries of a job or a webhook (docs/reliability.md)."""
+
+    retry_backoff_base_seconds: PositiveInt = 30
+    # SQS DelaySeconds (jobs) cannot exceed 15 minutes.
+    retry_backoff_cap_seconds: PositiveInt = Field(default=900, le=900)
+
+
+class ProcessSettings(DatabaseSettings, BackoffSettings):
+    # A job given back after a transient failure is sent again to its own queue, delayed.
+    jobs_queue_url: str
     webhook_queue_url: str
+    # How long a job keeps retrying transient failures, from its submission.
+    retry_budget_seconds: PositiveInt = 21600
     openai_model: str = "gpt-4o-mini"
     openai_base_url: str = OPENAI_DEFAULT_BASE_URL
     openai_timeout_seconds: float = Field(default=60.0, gt=0)
     openai_api_key: str | None = Field(default=None, repr=False)
     openai_api_key_secret_arn: str | None = None
-    max_receive_count: PositiveInt = 5
     # Reuse results across API keys: only where every caller may see every other's documents.
     cache_shared_across_api_keys: bool = False
 
@@ -105,9 +116,12 @@ class SweeperSettings(DatabaseSettings):
     webhook_queue_url: str
     max_receive_count: PositiveInt = 5
     pending_grace_seconds: PositiveInt = 120
+    # A message whose delivery failed before its claim, or whose worker died, comes back after this.
+    jobs_visibility_timeout_seconds: PositiveInt = 905
+    retry_budget_seconds: PositiveInt = 21600
 
 
-class WebhookSettings(DatabaseSettings):
+class WebhookSettings(DatabaseSettings, BackoffSettings):
     webhook_queue_url: str
     webhook_signing_secret: str = Field(min_length=32, repr=False)
     webhook_max_attempts: PositiveInt = 8

@@ -33,6 +33,29 @@ def enqueue_job(queue_url: str, event_id: UUID) -> None:
         raise QueueUnavailable(str(error)) from error
 
 
+def requeue_job(queue_url: str, event_id: UUID, receipt_handle: str, delay_seconds: int) -> None:
+    """Replace the message being processed by a fresh one, received after `delay_seconds`.
+
+    The current one is deleted first, so the job never has two live messages. A fresh message
+    starts again at receive count 1: a job waiting out an outage is never dead-lettered for it."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        sqs_client().delete_message(QueueUrl=queue_url, ReceiptHandle=receipt_handle)
+    except (BotoCoreError, ClientError) as error:
+        raise QueueUnavailable(
+            f"the message was kept, it comes back after its visibility timeout: {error}"
+        ) from error
+    try:
+        sqs_client().send_message(
+            QueueUrl=queue_url,
+            MessageBody=json.dumps({"event_id": str(event_id)}),
+            DelaySeconds=delay_seconds,
+        )
+    except (BotoCoreError, ClientError) as error:
+        raise QueueUnavailable(f"the job has no message now, the sweeper sends one: {error}") from error
+
+
 def enqueue_jobs(queue_url: str, event_ids: list[UUID]) -> None:
     """Send in batches of ten, the most SQS takes in one call."""
     from botocore.exceptions import BotoCoreError, ClientError

@@ -17,6 +17,8 @@ class Claim:
     guidelines: str
     attempt: int
     callback_url: str | None
+    retries: int  # transient failures before this claim: the backoff exponent
+    age_seconds: float  # since the job was created, at the claim: what is left of its retry budget
 
 
 _JOB_COLUMNS = (
@@ -198,17 +200,21 @@ def job_status(event_id: UUID) -> str | None:
 
 
 def claim_job(event_id: UUID, lease_seconds: float, steps: list[dict]) -> Claim | None:
-    """PENDING, or PROCESSING with an expired lease, -> PROCESSING for this attempt."""
+    """PENDING, or PROCESSING with an expired lease, -> PROCESSING for this attempt.
+
+    The claim's message was received now: due_at records it, so the sweeper knows when a message
+    given back by a dead worker (it returns after the visibility timeout) can no longer be live."""
     row = (
         connection()
         .execute(
             """
             UPDATE jobs
                SET status = 'PROCESSING', attempts = attempts + 1, updated_at = now(), steps = %s,
-                   lease_expires_at = now() + make_interval(secs => %s)
+                   lease_expires_at = now() + make_interval(secs => %s), due_at = now()
              WHERE event_id = %s
                AND (status = 'PENDING' OR (status = 'PROCESSING' AND lease_expires_at < now()))
-         RETURNING owner, guidelines, attempts, callback_url
+         RETURNING owner, guidelines, attempts, callback_url, retries,
+                   extract(epoch FROM now() - created_at)::float8 AS age_seconds
             """,
             (Jsonb(steps), lease_seconds, event_id),
         )
@@ -221,6 +227,8 @@ def claim_job(event_id: UUID, lease_seconds: float, steps: list[dict]) -> Claim 
         guidelines=row["guidelines"],
         attempt=row["attempts"],
         callback_url=row["callback_url"],
+        retries=row["retries"],
+        age_seconds=row["age_seconds"],
     )
 
 
@@ -236,9 +244,26 @@ def fail_job(event_id: UUID, attempt: int, error: dict, steps: list[dict]) -> bo
     return _update_claimed(event_id, attempt, "FAILED", steps, error=error)
 
 
-def release_job(event_id: UUID, attempt: int, steps: list[dict]) -> bool:
-    """Give a claimed job back (transient failure) so the next delivery need not wait for the lease."""
-    return _update_claimed(event_id, attempt, "PENDING", steps)
+def release_job(event_id: UUID, attempt: int, steps: list[dict], delay_seconds: int, error: str) -> bool:
+    """Give a claimed job back after a transient failure: its next message is sent now, delayed by
+    `delay_seconds`, so it is due then (the sweeper leaves it alone until it is overdue)."""
+    cursor = connection().execute(
+        """
+        UPDATE jobs
+           SET status = 'PENDING', steps = %(steps)s, updated_at = now(), lease_expires_at = NULL,
+               retries = retries + 1, last_transient_error = %(error)s,
+               enqueued_at = now(), due_at = now() + make_interval(secs => %(delay)s)
+         WHERE event_id = %(event_id)s AND status = 'PROCESSING' AND attempts = %(attempt)s
+        """,
+        {
+            "steps": Jsonb(steps),
+            "error": error,
+            "delay": delay_seconds,
+            "event_id": event_id,
+            "attempt": attempt,
+        },
+    )
+    return cursor.rowcount == 1
 
 
 def _update_claimed(
@@ -275,45 +300,87 @@ def _update_claimed(
     return cursor.rowcount == 1
 
 
-def fail_abandoned_jobs(max_attempts: int) -> list[dict]:
-    """Jobs whose workers died `max_attempts` times end FAILED instead of running for ever.
-
-    Returns their event_id and whether a webhook is now due."""
+def _fail_unfinished(error: str, where: str, params: dict) -> list[dict]:
+    """End FAILED, in one UPDATE, the unfinished jobs `where` selects, with the JobError the SQL
+    expression `error` builds. Returns their event_id and whether a webhook is now due."""
     return (
         connection()
         .execute(
             f"""
         UPDATE jobs
            SET status = 'FAILED', lease_expires_at = NULL, updated_at = now(), {_WEBHOOK_DUE},
-               error = jsonb_build_object(
-                   'type', 'attempts_exhausted',
-                   'message', 'The job was started ' || attempts || ' times and never finished; '
-                              || 'it was given up.')
-         WHERE status = 'PROCESSING' AND lease_expires_at < now() AND attempts >= %s
+               error = {error}
+         WHERE {where}
      RETURNING event_id, webhook_status IS NOT NULL AS webhook_due
-        """,  # noqa: S608 - constant SQL fragment
-            (max_attempts,),
+        """,  # noqa: S608 - constant SQL fragments
+            params,
         )
         .fetchall()
     )
 
 
-def mark_forgotten_jobs_enqueued(grace_seconds: float, limit: int) -> list[UUID]:
-    """Jobs with no live message: PENDING, or PROCESSING with an expired lease, last sent
-    longer than `grace_seconds` ago. Their enqueue time is set now, before re-sending."""
+def fail_abandoned_jobs(max_attempts: int) -> list[dict]:
+    """Jobs whose workers died `max_attempts` times end FAILED instead of running for ever.
+    A claim given back after a transient failure (retries) is not a dead worker."""
+    return _fail_unfinished(
+        """jsonb_build_object(
+               'type', 'attempts_exhausted',
+               'message', 'The job was started ' || attempts - retries || ' times and never '
+                          || 'finished; it was given up.')""",
+        "status = 'PROCESSING' AND lease_expires_at < now() AND attempts - retries >= %(max_attempts)s",
+        {"max_attempts": max_attempts},
+    )
+
+
+# No live message can bring the job any more: PENDING, or PROCESSING by a worker that died.
+_SILENT = """
+    (status = 'PENDING' OR (status = 'PROCESSING' AND lease_expires_at < now()))
+    AND due_at < now() - make_interval(secs => %(silent_seconds)s)
+"""
+
+
+def fail_jobs_out_of_budget(budget_seconds: float, silent_seconds: float, budget: str) -> list[dict]:
+    """Jobs older than their retry budget that no message will bring again end FAILED, with a reason
+    that says why: the LLM stayed unavailable, workers died, or no delivery ever reached a claim.
+    `budget` is the budget as the reason states it ("6 h")."""
+    return _fail_unfinished(
+        """CASE
+               WHEN last_transient_error IS NOT NULL THEN jsonb_build_object(
+                   'type', 'llm_unavailable',
+                   'message', 'The LLM stayed unavailable for the whole retry budget of '
+                              || %(budget)s || ': ' || last_transient_error || '.')
+               WHEN attempts > 0 THEN jsonb_build_object(
+                   'type', 'attempts_exhausted',
+                   'message', 'The job was started ' || attempts || ' times and never finished '
+                              || 'within its retry budget of ' || %(budget)s || '.')
+               ELSE jsonb_build_object(
+                   'type', 'not_started',
+                   'message', 'The job could not be started within its retry budget of '
+                              || %(budget)s || ': every delivery failed before the job was '
+                              || 'claimed (the process function or the database was failing).')
+           END""",
+        f"{_SILENT} AND created_at < now() - make_interval(secs => %(budget_seconds)s)",
+        {"silent_seconds": silent_seconds, "budget_seconds": budget_seconds, "budget": budget},
+    )
+
+
+def mark_forgotten_jobs_enqueued(silent_seconds: float, limit: int) -> list[UUID]:
+    """Jobs with no live message: due longer than `silent_seconds` ago (the visibility timeout, which
+    a delivery that failed before its claim or a dead worker's message waits out, plus a grace
+    period). A job waiting out its backoff is due in the future and is left alone. Their enqueue
+    and due times are set now, before re-sending."""
     rows = connection().execute(
-        """
-        UPDATE jobs SET enqueued_at = now()
+        f"""
+        UPDATE jobs SET enqueued_at = now(), due_at = now()
          WHERE event_id IN (
                SELECT event_id FROM jobs
-                WHERE enqueued_at < now() - make_interval(secs => %s)
-                  AND (status = 'PENDING' OR (status = 'PROCESSING' AND lease_expires_at < now()))
-                ORDER BY enqueued_at
-                LIMIT %s
+                WHERE {_SILENT}
+                ORDER BY due_at
+                LIMIT %(limit)s
                   FOR UPDATE SKIP LOCKED)
      RETURNING event_id
-        """,
-        (grace_seconds, limit),
+        """,  # noqa: S608 - constant SQL fragment
+        {"silent_seconds": silent_seconds, "limit": limit},
     )
     return [row["event_id"] for row in rows]
 

@@ -4,26 +4,32 @@ Outcomes of one delivery:
 - the job is finished (COMPLETED, FAILED, or CANCELLED while it ran) -> acknowledged;
 - the job is already finished (duplicate delivery) -> acknowledged, nothing runs;
 - the same input was processed before -> its result is reused without the LLM;
-- a transient failure (an LLM refusing the API key included), or another delivery
-  holds the job -> the record fails and SQS delivers it again after the visibility timeout;
-- on the last attempt (the last delivery SQS will make, or the job's last allowed
-  claim when the sweeper has re-sent it), a transient failure ends the job FAILED
-  with the reason instead, so no job is left PENDING when its message goes to the DLQ.
+- a transient failure (an LLM refusing the API key included) with retry budget left
+  -> the job is given back (PENDING, due after its backoff) and its message replaced
+  by one delayed by that backoff; the record succeeds, so receive counts never decide
+  a transient failure;
+- a transient failure once the retry budget (from created_at) is spent -> FAILED,
+  with a reason that says so;
+- another delivery holds the job, or the re-send failed -> the record fails and SQS
+  delivers it again after the visibility timeout.
 """
 
 from __future__ import annotations
 
+import time
 from uuid import UUID
 
 from guideline_ingest.config import ProcessSettings
 from guideline_ingest.dal import jobs
 from guideline_ingest.dal.jobs import Claim
+from guideline_ingest.logic.backoff import RetryPolicy, describe_duration
 from guideline_ingest.logic.chain import Chain, ChainFailed, pending_steps
 from guideline_ingest.logic.notification import announce_finished
 from guideline_ingest.logic.reading import usage_of
 from guideline_ingest.logic.retry import LLMAuthFailed, LLMUnavailable
 from guideline_ingest.models import JobError, JobMessage, JobResult, Step
 from guideline_ingest.observability import logger, metrics
+from guideline_ingest.queue import QueueUnavailable, requeue_job
 
 FINISHED = ("COMPLETED", "FAILED", "CANCELLED")
 
@@ -37,11 +43,12 @@ class ClaimLost(Exception):
 
 
 def process_job(
-    message: JobMessage, *, chain: Chain, lease_seconds: float, receive_count: int, settings: ProcessSettings
+    message: JobMessage, *, chain: Chain, lease_seconds: float, receipt_handle: str, settings: ProcessSettings
 ) -> None:
     event_id = message.event_id
     logger.set_correlation_id(str(event_id))
     claim = jobs.claim_job(event_id, lease_seconds, _stored(chain.start()))
+    claimed_at = time.monotonic()
     if claim is None:
         _explain_unclaimable(event_id)
         return
@@ -66,14 +73,43 @@ def process_job(
     except LLMUnavailable as unavailable:
         if isinstance(unavailable, LLMAuthFailed):
             metrics.add_metric(name="LLMAuthFailures", unit="Count", value=1)
-        if receive_count >= settings.max_receive_count or claim.attempt >= settings.max_receive_count:
-            reason = f"Gave up after repeated attempts: {unavailable}."
-            _fail(event_id, claim, "llm_unavailable", reason, chain.steps, settings)
-            return
-        jobs.release_job(event_id, claim.attempt, _stored(pending_steps()))
-        metrics.add_metric(name="JobsRetried", unit="Count", value=1)
-        raise
+        budget_left = settings.retry_budget_seconds - claim.age_seconds - (time.monotonic() - claimed_at)
+        _retry_later(event_id, claim, unavailable, budget_left, chain.steps, receipt_handle, settings)
+        return
     _complete(event_id, claim, result, chain.steps, cache_key, settings)
+
+
+def _retry_later(
+    event_id: UUID,
+    claim: Claim,
+    unavailable: LLMUnavailable,
+    budget_left: float,
+    steps: list[Step],
+    receipt_handle: str,
+    settings: ProcessSettings,
+) -> None:
+    policy = RetryPolicy(
+        settings.retry_budget_seconds, settings.retry_backoff_base_seconds, settings.retry_backoff_cap_seconds
+    )
+    delay = policy.delay(claim.retries, unavailable.retry_after, budget_left)
+    if delay is None:
+        budget = describe_duration(settings.retry_budget_seconds)
+        reason = f"The LLM stayed unavailable for the whole retry budget of {budget}: {unavailable}."
+        _fail(event_id, claim, "llm_unavailable", reason, steps, settings)
+        return
+    if not jobs.release_job(event_id, claim.attempt, _stored(pending_steps()), delay, str(unavailable)):
+        logger.info("job cancelled or taken over while it ran; not retried")
+        return
+    metrics.add_metric(name="JobsRetried", unit="Count", value=1)
+    logger.info(
+        "job given back",
+        extra={"reason": str(unavailable), "retries": claim.retries + 1, "retry_in_seconds": delay},
+    )
+    try:
+        requeue_job(settings.jobs_queue_url, event_id, receipt_handle, delay)
+    except QueueUnavailable as error:
+        logger.warning("job not re-sent", extra={"reason": str(error)})
+        raise
 
 
 def _record_progress(event_id: UUID, claim: Claim, steps: list[Step]) -> None:

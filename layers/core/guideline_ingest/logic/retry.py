@@ -1,9 +1,12 @@
-"""Retrying transient LLM failures inside the invocation's time budget.
+"""Retrying transient LLM failures: briefly inside one invocation, then between deliveries.
 
 The SDK's own retries do not know the Lambda deadline, so the client is built
-with max_retries=0 and this loop decides: back off exponentially with jitter,
-honour Retry-After, and give up early enough for SQS to redeliver the job
-rather than let Lambda kill the invocation mid-call.
+with max_retries=0 and this module decides. Inside one invocation only a short
+retry (a few seconds in all, honouring a short Retry-After): no function sits
+idle waiting out an outage. Past that the job is given back and comes again
+later (logic/backoff.py): no sooner than Retry-After or an exponential backoff with
+full jitter, capped at the longest SQS delay, until its retry budget in time
+is spent. docs/reliability.md draws the timeline.
 """
 
 from __future__ import annotations
@@ -21,11 +24,18 @@ T = TypeVar("T")
 # A call with less time than this left is not worth starting.
 MIN_CALL_SECONDS = 2.0
 BASE_DELAY_SECONDS = 0.5
-MAX_DELAY_SECONDS = 20.0
+# The in-call retry: at most this many retries of one call, sleeping at most this long in all.
+IN_CALL_RETRIES = 2
+IN_CALL_WAIT_SECONDS = 3.0
 
 
 class LLMUnavailable(Exception):
-    """Transient failures outlasted the time budget; the job should be tried again later."""
+    """Transient failures outlasted the short in-call retry; the job should be tried again later,
+    no sooner than `retry_after` seconds when the LLM said so."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class LLMAuthFailed(LLMUnavailable):
@@ -71,8 +81,10 @@ def call_within_deadline(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> T:
-    """Run `call(timeout)` until it succeeds, a permanent error escapes, or time runs out."""
+    """Run `call(timeout)` until it succeeds, a permanent error escapes, or the short in-call retry
+    is used up (then LLMUnavailable, carrying the LLM's Retry-After for the next delivery)."""
     attempt = 0
+    waited = 0.0
     while True:
         remaining = deadline - clock()
         if remaining < MIN_CALL_SECONDS:
@@ -84,12 +96,18 @@ def call_within_deadline(
                 raise LLMAuthFailed(f"the LLM refused the API key (HTTP {error.status_code})") from error
             if not is_transient(error):
                 raise
-            delay = retry_after_seconds(error)
+            retry_after = retry_after_seconds(error)
+            delay = retry_after
             if delay is None:
-                delay = min(MAX_DELAY_SECONDS, BASE_DELAY_SECONDS * 2**attempt) * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not crypto
-            if clock() + delay + MIN_CALL_SECONDS > deadline:
-                raise LLMUnavailable(describe_transient(error)) from error
+                delay = BASE_DELAY_SECONDS * 2**attempt * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not crypto
+            if (
+                attempt >= IN_CALL_RETRIES
+                or waited + delay > IN_CALL_WAIT_SECONDS
+                or clock() + delay + MIN_CALL_SECONDS > deadline
+            ):
+                raise LLMUnavailable(describe_transient(error), retry_after=retry_after) from error
             attempt += 1
+            waited += delay
             sleep(delay)
 
 

@@ -1,11 +1,14 @@
 """The sweeper: no job is forgotten, none runs for ever.
 
 A job can lose its message: the submit function died between the INSERT and the
-send, or a worker died holding it and its message was then moved to the DLQ.
-Every run re-sends jobs that have waited longer than the grace period with no
-live claim, fails jobs whose workers died too many times, re-sends webhook
-deliveries whose message was lost, and forgets idempotency keys past their
-retention.
+send, or every delivery of it failed before its claim and SQS moved it to the DLQ.
+A job has no live message any more once it has been due (sent, claimed, or its
+backoff over) for longer than the visibility timeout plus the grace period: a
+failed delivery or a dead worker's message would have come back by then. Every
+run fails such jobs once their retry budget is spent, and jobs whose workers
+died too many times, re-sends the others, re-sends webhook deliveries whose
+message was lost, and forgets idempotency keys past their retention. A job
+waiting out its backoff is due in the future: it is never sent twice.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from dataclasses import asdict, dataclass
 
 from guideline_ingest.config import SweeperSettings
 from guideline_ingest.dal import jobs
+from guideline_ingest.logic.backoff import describe_duration
 from guideline_ingest.observability import logger, metrics
 from guideline_ingest.queue import enqueue_jobs
 
@@ -30,8 +34,12 @@ class SweepReport:
 
 
 def sweep(settings: SweeperSettings) -> SweepReport:
+    silent = settings.jobs_visibility_timeout_seconds + settings.pending_grace_seconds
     failed = jobs.fail_abandoned_jobs(settings.max_receive_count)
-    forgotten = jobs.mark_forgotten_jobs_enqueued(settings.pending_grace_seconds, BATCH_LIMIT)
+    failed += jobs.fail_jobs_out_of_budget(
+        settings.retry_budget_seconds, silent, describe_duration(settings.retry_budget_seconds)
+    )
+    forgotten = jobs.mark_forgotten_jobs_enqueued(silent, BATCH_LIMIT)
     enqueue_jobs(settings.jobs_queue_url, forgotten)
     # Webhooks of the jobs failed just now, and deliveries whose message was lost.
     webhooks = [row["event_id"] for row in failed if row["webhook_due"]]
