@@ -530,6 +530,7 @@ def _project_stack(env: dict[str, str]) -> Stack:
         port=0,
         root=ROOT,
         read_dotenv=False,
+        # Only the functions' configuration is inspected: nothing that would run is started.
         database=False,
         api=False,
         event_sources=False,

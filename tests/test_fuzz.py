@@ -29,6 +29,8 @@ from schemathesis.checks import (
 
 from devstack.stack import Stack
 
+from support import local_only
+
 pytestmark = pytest.mark.integration
 API_KEY = "fuzz-test-key"
 EXAMPLES_PER_MODE = 50
@@ -40,18 +42,9 @@ def fuzz_stack():
     # Not pytest's private (0700) tmp dir: as root the embedded server runs as its own OS user.
     data_dir = Path(tempfile.mkdtemp(prefix="guideline-ingest-fuzz-"))
     data_dir.chmod(0o755)
-    runner_settings = {
-        "API_KEYS": API_KEY,
-        "DATABASE_URL": "",
-        "OPENAI_API_KEY": "",
-        "OPENAI_BASE_URL": "",
-        "LOG_LEVEL": "WARNING",
-        "POWERTOOLS_LOG_LEVEL": "WARNING",
-    }
+    runner_settings = local_only(API_KEY, LOG_LEVEL="WARNING", POWERTOOLS_LOG_LEVEL="WARNING")
     try:
-        with Stack(
-            port=0, env=runner_settings, read_dotenv=False, data_dir=data_dir, schedules=False
-        ) as stack:
+        with Stack(port=0, env=runner_settings, read_dotenv=False, data_dir=data_dir) as stack:
             yield stack
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)

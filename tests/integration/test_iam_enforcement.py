@@ -115,6 +115,7 @@ def test_the_switch_turns_enforcement_off(tmp_path):
         data_dir=tmp_path,
         read_dotenv=False,
         env={**SETTINGS, "DEVSTACK_IAM": "off"},
+        # Only the wiring is inspected: nothing that would run (database, API, pollers, schedules).
         database=False,
         api=False,
         schedules=False,
