@@ -49,3 +49,11 @@ def connection() -> psycopg.Connection:
             application_name=os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "guideline-ingest"),
         )
     return _connection
+
+
+def close_connection() -> None:
+    """Drop this environment's connection (after a SnapStart restore); the next use opens a new one."""
+    global _connection
+    if _connection is not None:
+        _connection.close()
+    _connection = None
