@@ -240,3 +240,17 @@ def test_the_report_has_tables_and_a_chart(results, tmp_path):
     docs.write_text(f"intro\n{report.DOCS_START}\nSTALE SECTION\n{report.DOCS_END}\noutro\n")
     assert report.update_docs(docs, text)
     assert docs.read_text().startswith("intro\n") and "STALE SECTION" not in docs.read_text()
+
+
+def test_profiles_are_summarised_by_inclusive_share(tmp_path):
+    from bench.profile import top_frames
+
+    raw = tmp_path / "runner.txt"
+    raw.write_text(
+        "main (app.py:1);handle (api.py:10);send (sqs.py:5) 3\n"
+        "main (app.py:1);handle (api.py:12);parse (api.py:40) 1\n"
+    )
+    shares = dict((frame, share) for share, frame in top_frames(raw, 10))
+    assert shares["handle (api.py)"] == 100.0  # lines of one function count once
+    assert shares["send (sqs.py)"] == 75.0
+    assert shares["parse (api.py)"] == 25.0
