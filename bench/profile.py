@@ -61,6 +61,21 @@ def top_frames(raw: Path, count: int) -> list[tuple[float, str]]:
     return [(round(100 * n / total, 1), frame) for n, frame in frames[:count]]
 
 
+def by_package(raw: Path) -> list[tuple[float, str]]:
+    """Samples by the package of the innermost frame: which library's own code the CPU runs."""
+    own: collections.Counter = collections.Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, samples = line.rpartition(" ")
+        leaf = stack.split(";")[-1]
+        found = re.search(r"\(([^):]+)", leaf)
+        path = found.group(1) if found else "?"
+        package = path.split("/")[0].removesuffix(".py") if "/" in path else path.removesuffix(".py")
+        own[package] += int(samples)
+        total += int(samples)
+    return [(round(100 * n / total, 1), package) for package, n in own.most_common()]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10, help="how long py-spy samples")
@@ -115,7 +130,9 @@ def main(argv: list[str] | None = None) -> int:
         if not raw.exists():
             print(f"\n{name}: py-spy wrote nothing (permissions?)")
             continue
-        print(f"\n{name} (share of samples holding the GIL, inclusive):")
+        print(f"\n{name}: share of samples holding the GIL, by the innermost frame's package")
+        print("  " + ", ".join(f"{package} {share:.0f}%" for share, package in by_package(raw)[: args.top]))
+        print("  inclusive, by function:")
         for share, frame in top_frames(raw, args.top):
             print(f"  {share:5.1f}% {frame[:110]}")
     print(f"\nraw profiles: {OUT.relative_to(ROOT)}/")
