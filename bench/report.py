@@ -63,50 +63,55 @@ def _at_most(name: str, value: float, goal: float, unit: str, detail: str = "") 
     )
 
 
+def _no_errors(name: str, goal: str, scenarios: list[dict]) -> dict:
+    errors = sum(s["errors"] for s in scenarios)
+    measured = f"{errors} in {sum(s['requests'] for s in scenarios)} requests"
+    return _check(name, goal, measured, errors == 0, f"{errors} errors")
+
+
 def _depth(s: dict) -> str:
     return f", queue {s['queue_depth_before']} -> {s['queue_depth_after']}"
+
+
+# (step, endpoint, clients, check, measure, goal, unit, comparison) of the targets with a limit.
+_USER_LIMITS = [
+    (
+        "consumer on",
+        "submit",
+        10,
+        "POST throughput, 10 clients",
+        "throughput_rps",
+        TARGET_POST_RPS_10,
+        "req/s",
+        ">=",
+    ),
+    ("consumer on", "submit", 10, "POST p99, 10 clients", "p99_ms", TARGET_P99_MS, "ms", "<="),
+    ("consumer on", "submit", 50, "POST p99, 50 clients", "p99_ms", TARGET_P99_MS_50, "ms", "<="),
+    (
+        "consumer on",
+        "status",
+        10,
+        "GET throughput, 10 clients",
+        "throughput_rps",
+        TARGET_GET_RPS_10,
+        "req/s",
+        ">=",
+    ),
+]
 
 
 def evaluate_user(results: dict) -> list[dict]:
     """Issue 14's targets: what a user of `make dev` sees, with the consumer running."""
     checks = []
-    post = _user_scenario(results, "consumer on", "submit", 10)
-    if post:
-        checks.append(
-            _at_least(
-                "POST throughput, 10 clients, consumer on",
-                post["throughput_rps"],
-                TARGET_POST_RPS_10,
-                "req/s",
-                _depth(post),
-            )
-        )
-        checks.append(
-            _at_most("POST p99, 10 clients, consumer on", post["p99_ms"], TARGET_P99_MS, "ms", _depth(post))
-        )
+    for step, target, clients, name, measure, goal, unit, comparison in _USER_LIMITS:
+        scenario = _user_scenario(results, step, target, clients)
+        if scenario:
+            check = _at_least if comparison == ">=" else _at_most
+            checks.append(check(f"{name}, {step}", scenario[measure], goal, unit, _depth(scenario)))
     at_50 = [s for s in (_user_scenario(results, "consumer on", t, 50) for t in ("submit", "status")) if s]
     if at_50:
-        errors = sum(s["errors"] for s in at_50)
-        checks.append(
-            _check(
-                "No errors at 50 clients, consumer on",
-                "0 (POST and GET)",
-                f"{errors} in {sum(s['requests'] for s in at_50)} requests",
-                errors == 0,
-                f"{errors} errors",
-            )
-        )
-    post_50 = _user_scenario(results, "consumer on", "submit", 50)
-    if post_50:
-        checks.append(
-            _at_most(
-                "POST p99, 50 clients, consumer on",
-                post_50["p99_ms"],
-                TARGET_P99_MS_50,
-                "ms",
-                _depth(post_50),
-            )
-        )
+        checks.append(_no_errors("No errors at 50 clients, consumer on", "0 (POST and GET)", at_50))
+    post = _user_scenario(results, "consumer on", "submit", 10)
     backlog = _user_scenario(results, "backlog", "submit", 10)
     if post and backlog:
         ratio = backlog["p99_ms"] / post["p99_ms"]
@@ -120,17 +125,6 @@ def evaluate_user(results: dict) -> list[dict]:
                 f"{ratio / TARGET_BACKLOG_RATIO:.2f}x the allowed ratio",
             )
         )
-    get = _user_scenario(results, "consumer on", "status", 10)
-    if get:
-        checks.append(
-            _at_least(
-                "GET throughput, 10 clients, consumer on",
-                get["throughput_rps"],
-                TARGET_GET_RPS_10,
-                "req/s",
-                _depth(get),
-            )
-        )
     return checks
 
 
@@ -141,16 +135,9 @@ def evaluate(results: dict) -> list[dict]:
         for s in results["api"]["scenarios"]
         if s["concurrency"] == 50 and s["target"] in ("submit", "status")
     ]
-    errors = sum(s["errors"] for s in at_50)
     if at_50:
         checks.append(
-            _check(
-                "Best case: no errors at concurrency 50",
-                "0 (POST and GET, both clients)",
-                f"{errors} in {sum(s['requests'] for s in at_50)} requests",
-                errors == 0,
-                f"{errors} errors",
-            )
+            _no_errors("Best case: no errors at concurrency 50", "0 (POST and GET, both clients)", at_50)
         )
     post = _scenario(results, "submit", 10, "keep-alive")
     if post:
@@ -283,32 +270,15 @@ def markdown(results: dict, checks: list[dict], chart: str | None) -> str:
     ]
     parts.append(
         _table(
-            [
-                "endpoint",
-                "conc.",
-                "client",
-                "p50",
-                "p95",
-                "p99",
-                "max",
-                "req/s",
-                "errors",
-                "gen. CPU",
-                "machine CPU",
-            ],
+            ["endpoint", "conc.", "client", *_LATENCY_COLUMNS, "gen. CPU", "machine CPU"],
             [
                 [
                     s["label"],
                     s["concurrency"],
                     s["client"],
-                    _ms(s["p50_ms"]),
-                    _ms(s["p95_ms"]),
-                    _ms(s["p99_ms"]),
-                    _ms(s["max_ms"]),
-                    s["throughput_rps"],
-                    s["errors"],
+                    *_latency_cells(s),
                     f"{s['generator_cpu_pct']:.0f}%",
-                    f"{s['machine_cpu_busy_pct']:.0f}%" if s["machine_cpu_busy_pct"] is not None else "-",
+                    _machine_cpu(s),
                 ]
                 for s in sorted(
                     results["api"]["scenarios"], key=lambda s: (s["target"] != "submit", s["target"])
@@ -327,20 +297,30 @@ def markdown(results: dict, checks: list[dict], chart: str | None) -> str:
     return "\n".join(parts) + "\n"
 
 
+_LATENCY_COLUMNS = ["p50", "p95", "p99", "max", "req/s", "errors"]
+
+
+def _latency_cells(s: dict) -> list:
+    """p50, p95, p99, max, req/s and errors of a scenario, as the tables show them."""
+    return [_ms(s[f"{name}_ms"]) for name in ("p50", "p95", "p99", "max")] + [
+        s["throughput_rps"],
+        s["errors"],
+    ]
+
+
+def _machine_cpu(s: dict) -> str:
+    return f"{s['machine_cpu_busy_pct']:.0f}%" if s["machine_cpu_busy_pct"] is not None else "-"
+
+
 def _user_table(user: dict) -> str:
     rows = [
         [
             s["step"],
             s["label"],
             s["concurrency"],
-            _ms(s["p50_ms"]),
-            _ms(s["p95_ms"]),
-            _ms(s["p99_ms"]),
-            _ms(s["max_ms"]),
-            s["throughput_rps"],
-            s["errors"],
+            *_latency_cells(s),
             f"{s['queue_depth_before']} -> {s['queue_depth_after']}",
-            f"{s['machine_cpu_busy_pct']:.0f}%" if s["machine_cpu_busy_pct"] is not None else "-",
+            _machine_cpu(s),
         ]
         for s in user["scenarios"]
     ]
@@ -352,19 +332,7 @@ def _user_table(user: dict) -> str:
         "(visible + in flight + delayed) is shown before and after each step. `backlog` = the same load "
         f"after {user['backlog']:,} jobs were submitted with the event source paused, then resumed)\n\n"
         + _table(
-            [
-                "step",
-                "endpoint",
-                "conc.",
-                "p50",
-                "p95",
-                "p99",
-                "max",
-                "req/s",
-                "errors",
-                "queue depth",
-                "machine CPU",
-            ],
+            ["step", "endpoint", "conc.", *_LATENCY_COLUMNS, "queue depth", "machine CPU"],
             rows,
         )
     )
