@@ -64,6 +64,7 @@ class Profile:
     e2e_jobs: int
     coldstart_runs: int
     counted_requests: int
+    backlog: int  # jobs queued before the backlog step
 
 
 FULL = Profile(
@@ -74,6 +75,7 @@ FULL = Profile(
     e2e_jobs=200,
     coldstart_runs=7,
     counted_requests=20,
+    backlog=5_000,
 )
 # A smoke for CI: every phase runs, on counts too small to mean anything.
 QUICK = Profile(
@@ -84,6 +86,7 @@ QUICK = Profile(
     e2e_jobs=10,
     coldstart_runs=1,
     counted_requests=3,
+    backlog=50,
 )
 
 
@@ -233,7 +236,104 @@ def _first_request(target: Target) -> tuple[float | None, list[str]]:
     return (result["latencies_ms"] or [None])[0], result["collected"]
 
 
+def queue_depth(sqs, queue_url: str) -> int:
+    """Messages in the queue: visible, in flight and delayed, as SQS counts them."""
+    names = [
+        "ApproximateNumberOfMessages",
+        "ApproximateNumberOfMessagesNotVisible",
+        "ApproximateNumberOfMessagesDelayed",
+    ]
+    attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=names)["Attributes"]
+    return sum(int(attributes[name]) for name in names)
+
+
+def user_phase(profile: Profile, data_dir: Path, say) -> dict:
+    """The API as a user of `make dev` meets it: the consumer on, the offline LLM at 300 ms a call,
+    schedules on, so a backlog builds while the load runs; then the same load at a fixed backlog."""
+    from devstack.stack import Stack
+
+    with Stack(
+        port=0,
+        data_dir=data_dir / "user",
+        read_dotenv=False,
+        env=_stack_settings(OFFLINE_LLM_LATENCY_MS=str(E2E_LLM_LATENCY_MS)),
+    ) as stack:
+        sqs = stack.sqs()
+        jobs_queue = stack.queue_urls["JobsQueue"]
+        submit = submission(
+            "submit", "POST /jobs", stack.base_url, stack.api_key, guidelines=_numbered("USER")
+        )
+        say("warming up every execution environment")
+        warm_ids = _warm(submit, profile)["collected"]
+        status = Target(
+            "status",
+            "GET /jobs/{id}",
+            stack.base_url,
+            "GET",
+            [f"/jobs/{i}" for i in warm_ids],
+            stack.api_key,
+            200,
+        )
+        _warm(status, profile)
+        # The warm-up's jobs are processed before the first step: it starts on an (almost) empty queue.
+        _drain(sqs, jobs_queue, deadline=time.time() + 120)
+
+        def step(label: str):
+            def measure(target: Target, concurrency: int, requests: int) -> dict:
+                before = queue_depth(sqs, jobs_queue)
+                result = drive(target.plan(concurrency, requests, keep_alive=True))
+                scenario = _scenario(target, concurrency, "keep-alive", result)
+                scenario |= {
+                    "step": label,
+                    "queue_depth_before": before,
+                    "queue_depth_after": queue_depth(sqs, jobs_queue),
+                }
+                say(
+                    f"  {label:<14} {target.label:<16} c={concurrency:<3} p50 {scenario['p50_ms']:7.1f} "
+                    f"p99 {scenario['p99_ms']:7.1f} ms  {scenario['throughput_rps']:6.1f} req/s  "
+                    f"errors {scenario['errors']}  queue {before} -> {scenario['queue_depth_after']}"
+                )
+                return scenario
+
+            return measure
+
+        say("load with the consumer running (the backlog builds)")
+        scenarios = []
+        measure = step("consumer on")
+        for concurrency, requests in profile.requests.items():
+            for target in (submit, status):
+                scenarios.append(measure(target, concurrency, requests))
+
+        say(f"a backlog of {profile.backlog} queued jobs (the event source paused while they are submitted)")
+        stack.disable_event_sources()
+        fill = _numbered("BACKLOG")
+        missing = profile.backlog - queue_depth(sqs, jobs_queue)
+        if missing > 0:
+            drive(
+                submission("submit", "POST /jobs", stack.base_url, stack.api_key, fill).plan(
+                    10, missing, True
+                )
+            )
+        stack.enable_event_sources()
+        measure = step("backlog")
+        concurrency = 10
+        for target in (submit, status):
+            scenarios.append(measure(target, concurrency, profile.requests[concurrency]))
+        return {
+            "llm_latency_ms": E2E_LLM_LATENCY_MS,
+            "backlog": profile.backlog,
+            "process_concurrency": int(stack.template.parameters["ProcessMaxConcurrency"]),
+            "scenarios": scenarios,
+        }
+
+
+def _drain(sqs, queue_url: str, deadline: float) -> None:
+    while queue_depth(sqs, queue_url) and time.time() < deadline:
+        time.sleep(0.5)
+
+
 def api_phase(profile: Profile, data_dir: Path, say) -> dict:
+    """The best case: no consumer and an empty queue before each step."""
     from devstack.stack import Stack
 
     # No event source and no schedule: the API is measured alone, as it runs alone on Lambda.
@@ -549,6 +649,9 @@ def run(profile: Profile, base_url: str | None = None, api_key: str | None = Non
         if base_url:
             results["api"] = external_phase(base_url, api_key, profile, say)
         else:
+            say("API as a user meets it: consumer on, offline LLM at 300 ms")
+            results["user"] = user_phase(profile, Path(scratch), say)
+            say("API, best case: no consumer, the queue emptied before each step")
             results["api"] = api_phase(profile, Path(scratch), say)
             say("end to end")
             results["e2e"] = e2e_phase(profile, Path(scratch), say)

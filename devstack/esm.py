@@ -106,6 +106,9 @@ class EventSourceMapping:
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
+        """Start polling; after `stop` this enables the mapping again (Lambda's Enabled: true)."""
+        self._stop = threading.Event()
+        self._threads = []
         for number in range(1, self.concurrency + 1):
             thread = threading.Thread(
                 target=self._poll, name=f"esm-{self.source.queue}-{number}", daemon=True

@@ -424,6 +424,15 @@ class Stack:
             raise RuntimeError(f"PostgreSQL came back at {url}, not {self.database_url}")
         log.warning("PostgreSQL started")
 
+    def disable_event_sources(self) -> None:
+        """Stop polling the queues, as `update-event-source-mapping --no-enabled` does; messages stay."""
+        for mapping in self.mappings:
+            mapping.stop()
+
+    def enable_event_sources(self) -> None:
+        for mapping in self.mappings:
+            mapping.start()
+
     def stop_sqs(self) -> None:
         self._sqs.stop()
         log.warning("SQS endpoint stopped")

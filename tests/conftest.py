@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import logging
 import os
 import shutil
 import sys
@@ -19,7 +18,6 @@ import boto3
 import httpx2
 import psycopg
 import pytest
-from moto.server import ThreadedMotoServer
 from openai import OpenAI
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,17 +34,10 @@ os.environ.update(
 
 from devstack.offline_llm import OfflineLLM  # noqa: E402
 from devstack.postgres import database_url_or_embedded  # noqa: E402
+from devstack.sqs import LocalSQS  # noqa: E402
 from guideline_ingest.migrations import migrate  # noqa: E402
 
 API_KEY_ID = "dev0000001"  # the apiKeyId in events/*.json
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -81,12 +72,11 @@ def database_url():
 
 @pytest.fixture(scope="session")
 def moto_endpoint():
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=_free_port(), verbose=False)
+    """The SQS endpoint `make dev` runs (moto with devstack.moto_patches, in its own process)."""
+    server = LocalSQS({})
     server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    yield server.endpoint
+    server.close()
 
 
 @pytest.fixture(scope="session")

@@ -130,6 +130,17 @@ def _scenario(target: str, concurrency: int, p99: float, errors: int = 0) -> dic
     }
 
 
+def _user(
+    step: str, target: str, concurrency: int, p99: float, rps: float, depth: int, errors: int = 0
+) -> dict:
+    return _scenario(target, concurrency, p99, errors) | {
+        "throughput_rps": rps,
+        "step": step,
+        "queue_depth_before": depth,
+        "queue_depth_after": depth + 100,
+    }
+
+
 @pytest.fixture(scope="module")
 def results():
     floor = coldstart.measure("floor", coldstart.function_dirs()["floor"], runs=1)
@@ -144,6 +155,19 @@ def results():
             "python": "3.11",
             "platform": "Linux",
             "load_average_at_start": [0.1, 0.1, 0.1],
+        },
+        "user": {
+            "llm_latency_ms": 300,
+            "backlog": 5000,
+            "process_concurrency": 5,
+            "scenarios": [
+                _user("consumer on", "submit", 10, 45.0, 320.0, 0),
+                _user("consumer on", "status", 10, 20.0, 400.0, 100),
+                _user("consumer on", "submit", 50, 300.0, 310.0, 200, errors=2),
+                _user("consumer on", "status", 50, 90.0, 500.0, 300),
+                _user("backlog", "submit", 10, 90.0, 250.0, 5000),
+                _user("backlog", "status", 10, 22.0, 450.0, 5100),
+            ],
         },
         "api": {
             "scenarios": [
@@ -187,9 +211,18 @@ def test_the_minimal_handler_imports_no_framework(results):
 def test_targets_say_what_was_missed_and_by_how_much(results):
     checks = {check["target"]: check for check in report.evaluate(results)}
 
-    assert checks["No errors at concurrency 50"]["met"] is False
-    assert checks["POST p99 at concurrency 10"]["met"] is True
-    assert checks["POST p99 at concurrency 10 vs minimal handler"]["measured"].startswith("1.33x")
+    assert checks["POST throughput, 10 clients, consumer on"]["met"] is True
+    assert checks["POST throughput, 10 clients, consumer on"]["measured"] == "320.0 req/s, queue 0 -> 100"
+    assert checks["POST p99, 10 clients, consumer on"]["met"] is True
+    assert checks["No errors at 50 clients, consumer on"]["gap"] == "2 errors"
+    assert checks["POST p99, 50 clients, consumer on"]["gap"] == "50.0 ms over (1.20x the goal)"
+    backlog = checks["POST p99 at a 5,000-message backlog vs the empty queue"]
+    assert backlog["met"] is False
+    assert backlog["measured"].startswith("2.00x (90.0 ms at 5000 queued / 45.0 ms from 0)")
+    assert checks["GET throughput, 10 clients, consumer on"]["gap"] == "50.0 req/s short (0.89x the goal)"
+    assert checks["Best case: no errors at concurrency 50"]["met"] is False
+    assert checks["Best case: POST p99 at concurrency 10"]["met"] is True
+    assert checks["Best case: POST p99 at concurrency 10 vs minimal handler"]["measured"].startswith("1.33x")
     assert checks["End to end, 4 jobs"]["gap"] == "0.2 s over"
     assert checks["status imports neither boto3 nor openai"]["met"] is True
     assert checks["submit and status packages contain no openai"]["measured"] == "not built"
@@ -201,8 +234,23 @@ def test_the_report_has_tables_and_a_chart(results, tmp_path):
     report.chart(results, tmp_path / "chart.png")
 
     assert "![latency" in text and "| submit |" in text and "**missed**" in text
+    assert "| backlog | submit | 10 |" in text and "| 5000 -> 5100 |" in text
     assert (tmp_path / "chart.png").read_bytes().startswith(b"\x89PNG")
     docs = tmp_path / "performance.md"
     docs.write_text(f"intro\n{report.DOCS_START}\nSTALE SECTION\n{report.DOCS_END}\noutro\n")
     assert report.update_docs(docs, text)
     assert docs.read_text().startswith("intro\n") and "STALE SECTION" not in docs.read_text()
+
+
+def test_profiles_are_summarised_by_inclusive_share(tmp_path):
+    from bench.profile import top_frames
+
+    raw = tmp_path / "runner.txt"
+    raw.write_text(
+        "main (app.py:1);handle (api.py:10);send (sqs.py:5) 3\n"
+        "main (app.py:1);handle (api.py:12);parse (api.py:40) 1\n"
+    )
+    shares = dict((frame, share) for share, frame in top_frames(raw, 10))
+    assert shares["handle (api.py)"] == 100.0  # lines of one function count once
+    assert shares["send (sqs.py)"] == 75.0
+    assert shares["parse (api.py)"] == 25.0

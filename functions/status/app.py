@@ -11,11 +11,14 @@ from guideline_ingest.api.jobs import reading, writing
 from guideline_ingest.api.resolver import OPENAPI, create_resolver
 from guideline_ingest.config import status_settings
 from guideline_ingest.observability import logger
+from guideline_ingest.snapstart import register_restore_hooks
 
 # Validated at cold start: a missing variable fails here, not in a request.
 status_settings()
 app = create_resolver(reading, health.router, writing)
 app.enable_swagger(path="/docs", **OPENAPI)
+# With SnapStart (ApiColdStart: snapstart) the database connection is made again after a restore.
+register_restore_hooks()
 
 
 @app.get("/openapi.json", include_in_schema=False)

@@ -68,3 +68,11 @@ def _usable(conn: psycopg.Connection) -> bool:
         return True
     readable, _, _ = select.select([conn.fileno()], [], [], 0)
     return not readable
+
+
+def close_connection() -> None:
+    """Drop this environment's connection (after a SnapStart restore); the next use opens a new one."""
+    global _connection
+    if _connection is not None:
+        _connection.close()
+    _connection = None
