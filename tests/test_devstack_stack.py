@@ -10,7 +10,6 @@ import logging
 import socket
 import textwrap
 import threading
-import time
 import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -21,6 +20,8 @@ from devstack.apigateway import api_key_id
 from devstack.esm import succeeded_records
 from devstack.schedule import rate_seconds
 from devstack.stack import Stack
+
+from support import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
@@ -199,16 +200,6 @@ def shape(value):
     if isinstance(value, dict):
         return {key: shape(item) for key, item in value.items()}
     return None
-
-
-def wait_for(predicate, seconds=30.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(0.1)
-    raise AssertionError("condition not met in time")
 
 
 # --- API Gateway ---------------------------------------------------------------------------------
@@ -398,10 +389,14 @@ def test_the_timeout_kills_the_environment_and_the_next_call_cold_starts(stack):
 
 
 def test_handler_output_reaches_the_log_with_the_environment_label(stack, caplog):
+    def logged() -> bool:
+        lines = [(getattr(r, "source", ""), r.getMessage()) for r in caplog.records]
+        return any(source.startswith("echo#") and "hello from the echo handler" in m for source, m in lines)
+
     with caplog.at_level(logging.INFO, logger="devstack.functions"):
         echo(stack, "/items/log")
-    lines = [(getattr(r, "source", ""), r.getMessage()) for r in caplog.records]
-    assert any(source.startswith("echo#") and "hello from the echo handler" in msg for source, msg in lines)
+        # A thread relays each environment's output, so a line may land just after the response.
+        assert wait_for(logged, seconds=5, every=0.05)
 
 
 def test_an_import_error_is_reported_like_lambda(tmp_path):
