@@ -178,6 +178,14 @@ class LambdaContext:
         return self._timeout_ms
 
 
+def send_jobs_to(module, jobs_queue_url: str, monkeypatch):
+    """A loaded function whose settings (read at its cold start) send jobs to `jobs_queue_url`."""
+    monkeypatch.setattr(
+        module, "settings", module.settings.model_copy(update={"jobs_queue_url": jobs_queue_url})
+    )
+    return module
+
+
 def event(name: str, **changes) -> dict:
     """An event file from events/, with top-level fields replaced."""
     data = json.loads((EVENTS / name).read_text())

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from conftest import event, http
+from conftest import event, http, send_jobs_to
 
 
 def keyed(key: str, guidelines: str = "Wash your hands.", api_key_id: str = "dev0000001") -> dict:
@@ -73,10 +73,7 @@ def test_a_key_expires_after_24_hours(invoke, queues, database):
 
 
 def test_expired_keys_are_swept(invoke, queues, database, functions, monkeypatch):
-    sweeper = functions["sweeper"]
-    monkeypatch.setattr(
-        sweeper, "settings", sweeper.settings.model_copy(update={"jobs_queue_url": queues.jobs})
-    )
+    send_jobs_to(functions["sweeper"], queues.jobs, monkeypatch)
     http(invoke("submit", keyed("k-6")))
     database.execute("UPDATE idempotency_keys SET created_at = now() - interval '25 hours'")
 

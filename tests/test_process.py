@@ -19,6 +19,7 @@ from conftest import (
     job,
     llm_error,
     load_function,
+    send_jobs_to,
     sqs_event,
     submitted,
 )
@@ -117,10 +118,7 @@ def test_a_rate_limit_is_retried_after_retry_after(invoke, queues, database, llm
 @pytest.fixture
 def requeues(functions, queues, monkeypatch):
     """The process function gives jobs back to this test's own jobs queue."""
-    module = functions["process"]
-    monkeypatch.setattr(
-        module, "settings", module.settings.model_copy(update={"jobs_queue_url": queues.jobs})
-    )
+    send_jobs_to(functions["process"], queues.jobs, monkeypatch)
     return queues
 
 
@@ -194,9 +192,8 @@ def test_a_transient_failure_once_the_budget_is_spent_fails_the_job_saying_so(
 def test_when_the_message_cannot_be_replaced_the_record_fails_and_sqs_brings_it_back(
     invoke, queues, database, offline_llm, functions, monkeypatch
 ):
-    module = functions["process"]
-    elsewhere = module.settings.model_copy(update={"jobs_queue_url": queues.dead_letters})
-    monkeypatch.setattr(module, "settings", elsewhere)  # the receipt handle is not of that queue
+    # The receipt handle is not of that queue.
+    send_jobs_to(functions["process"], queues.dead_letters, monkeypatch)
     event_id = submitted(invoke)
     offline_llm.set_faults(**{"429": 1.0, "retry_after": 30})
     record = delivered(queues)

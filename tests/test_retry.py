@@ -152,7 +152,7 @@ class Draws:
         return low + (high - low) * self.at
 
 
-POLICY = RetryPolicy(budget_seconds=21600, base_seconds=30, cap_seconds=900)
+POLICY = RetryPolicy(base_seconds=30, cap_seconds=900)
 
 
 def test_backoff_between_deliveries_doubles_up_to_the_cap_with_full_jitter():

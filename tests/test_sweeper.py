@@ -6,16 +6,12 @@ import json
 
 import pytest
 
-from conftest import event, http
+from conftest import event, http, send_jobs_to
 
 
 @pytest.fixture
 def sweeper(functions, queues, monkeypatch):
-    module = functions["sweeper"]
-    monkeypatch.setattr(
-        module, "settings", module.settings.model_copy(update={"jobs_queue_url": queues.jobs})
-    )
-    return module
+    return send_jobs_to(functions["sweeper"], queues.jobs, monkeypatch)
 
 
 def submitted(invoke, queues) -> str:

@@ -12,7 +12,7 @@ import pytest
 
 from guideline_ingest.webhooks import CallbackRefused, check_callback_url, post
 
-from conftest import cancel_event, create_queues, event, http, sqs_event, submitted
+from conftest import cancel_event, create_queues, event, http, send_jobs_to, sqs_event, submitted
 from support import WebhookReceiver
 
 
@@ -229,10 +229,7 @@ def test_failed_and_cancelled_jobs_are_announced_too(invoke, queues, environment
 
 
 def test_the_sweeper_resends_a_lost_delivery(invoke, queues, database, functions, monkeypatch, receiver):
-    sweeper = functions["sweeper"]
-    monkeypatch.setattr(
-        sweeper, "settings", sweeper.settings.model_copy(update={"jobs_queue_url": queues.jobs})
-    )
+    send_jobs_to(functions["sweeper"], queues.jobs, monkeypatch)
     event_id = submit_with_callback(invoke, receiver.url).body["event_id"]
     invoke("process", sqs_event(event_id))
     database.execute(

@@ -15,6 +15,8 @@ from typing import Literal, Self, TypeVar
 from pydantic import Field, PositiveInt, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from guideline_ingest.logic.backoff import MAX_DELIVERY_DELAY_SECONDS
+
 # The OpenAI SDK's own default, passed explicitly: given None, the SDK would read
 # OPENAI_BASE_URL itself, and Lambda sets it to "" when OpenAIBaseUrl is left empty.
 OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -86,8 +88,7 @@ class BackoffSettings(FunctionSettings):
     """The backoff between deliveries of a job or a webhook (docs/reliability.md)."""
 
     retry_backoff_base_seconds: PositiveInt = 30
-    # SQS DelaySeconds (jobs) cannot exceed 15 minutes.
-    retry_backoff_cap_seconds: PositiveInt = Field(default=900, le=900)
+    retry_backoff_cap_seconds: PositiveInt = Field(default=900, le=MAX_DELIVERY_DELAY_SECONDS)
 
 
 class ProcessSettings(DatabaseSettings, BackoffSettings):

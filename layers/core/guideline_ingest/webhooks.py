@@ -1,12 +1,12 @@
 """Webhook mechanics: which callback URLs are allowed, signing, and one delivery attempt.
 
 SSRF: a callback must be https (plain http only to loopback, and only where the
-ALLOW_LOOPBACK_CALLBACKS setting of a local runner allows it), and its host may
-must be globally routable (`ipaddress`' is_global, and no IPv6 form of an internal IPv4
-address). The check runs on
-submission (literal addresses) and again on every delivery, against the
-addresses the name resolves to then; the connection goes to the address that
-was checked, so a DNS answer cannot change between the check and the request.
+ALLOW_LOOPBACK_CALLBACKS setting of a local runner allows it), and its host must
+be globally routable (`ipaddress`' is_global, and no IPv6 form of an internal IPv4
+address). The check runs on submission (literal addresses) and again on every
+delivery, against the addresses the name resolves to then; the connection goes to
+the address that was checked, so a DNS answer cannot change between the check and
+the request.
 
 Signature: `Webhook-Signature: v1=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`
 with `Webhook-Timestamp` in Unix seconds; receivers recompute it and reject old

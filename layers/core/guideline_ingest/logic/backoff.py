@@ -15,10 +15,9 @@ MAX_DELIVERY_DELAY_SECONDS = 900
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """When a job given back after a transient failure comes again (template: RetryBudgetSeconds,
-    RetryBackoffBaseSeconds, RetryBackoffCapSeconds)."""
+    """When a job given back after a transient failure comes again (template: RetryBackoffBaseSeconds,
+    RetryBackoffCapSeconds; what is left of RetryBudgetSeconds is given to each `delay`)."""
 
-    budget_seconds: float
     base_seconds: float
     cap_seconds: float
 

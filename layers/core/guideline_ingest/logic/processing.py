@@ -88,9 +88,7 @@ def _retry_later(
     receipt_handle: str,
     settings: ProcessSettings,
 ) -> None:
-    policy = RetryPolicy(
-        settings.retry_budget_seconds, settings.retry_backoff_base_seconds, settings.retry_backoff_cap_seconds
-    )
+    policy = RetryPolicy(settings.retry_backoff_base_seconds, settings.retry_backoff_cap_seconds)
     delay = policy.delay(claim.retries, unavailable.retry_after, budget_left)
     if delay is None:
         budget = describe_duration(settings.retry_budget_seconds)
