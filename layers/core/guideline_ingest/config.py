@@ -91,12 +91,16 @@ class BackoffSettings(FunctionSettings):
     retry_backoff_cap_seconds: PositiveInt = Field(default=900, le=MAX_DELIVERY_DELAY_SECONDS)
 
 
-class ProcessSettings(DatabaseSettings, BackoffSettings):
+class RetryBudgetSettings(FunctionSettings):
+    """How long a job keeps retrying transient failures, from its submission (RetryBudgetSeconds)."""
+
+    retry_budget_seconds: PositiveInt = 21600
+
+
+class ProcessSettings(DatabaseSettings, BackoffSettings, RetryBudgetSettings):
     # A job given back after a transient failure is sent again to its own queue, delayed.
     jobs_queue_url: str
     webhook_queue_url: str
-    # How long a job keeps retrying transient failures, from its submission.
-    retry_budget_seconds: PositiveInt = 21600
     openai_model: str = "gpt-4o-mini"
     openai_base_url: str = OPENAI_DEFAULT_BASE_URL
     openai_timeout_seconds: float = Field(default=60.0, gt=0)
@@ -112,14 +116,13 @@ class ProcessSettings(DatabaseSettings, BackoffSettings):
         return self
 
 
-class SweeperSettings(DatabaseSettings):
+class SweeperSettings(DatabaseSettings, RetryBudgetSettings):
     jobs_queue_url: str
     webhook_queue_url: str
     max_receive_count: PositiveInt = 5
     pending_grace_seconds: PositiveInt = 120
     # A message whose delivery failed before its claim, or whose worker died, comes back after this.
     jobs_visibility_timeout_seconds: PositiveInt = 905
-    retry_budget_seconds: PositiveInt = 21600
 
 
 class WebhookSettings(DatabaseSettings, BackoffSettings):
