@@ -198,6 +198,8 @@ def _interrupt(signum: int, _frame) -> None:
 
 def main() -> int:
     signal.signal(signal.SIGTERM, _interrupt)  # as Ctrl-C: stop what was started, then exit
+    # A shell starting this in the background ignores SIGINT for it; Ctrl-C must still stop it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     host = LocalStackHost()
     try:
         host.start()
