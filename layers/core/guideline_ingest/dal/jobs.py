@@ -25,6 +25,8 @@ _JOB_COLUMNS = (
     "event_id, status, created_at, updated_at, result, error, steps,"
     " callback_url, webhook_status, webhook_attempts, webhook_last_error, webhook_delivered_at"
 )
+# What a new job's 202 answer needs (JobAccepted): each column more is decoded on every submit.
+_ACCEPTED_COLUMNS = "event_id, status, created_at"
 # On every move to a final state: a job with a callback now has a webhook to deliver.
 _WEBHOOK_DUE = (
     "webhook_status = CASE WHEN callback_url IS NOT NULL THEN 'PENDING' END,"
@@ -42,7 +44,7 @@ def insert_job(event_id: UUID, owner: str, guidelines: str, callback_url: str | 
         connection()
         .execute(
             f"INSERT INTO jobs (event_id, owner, guidelines, callback_url) VALUES (%s, %s, %s, %s)"  # noqa: S608 - constant column list
-            f" RETURNING {_JOB_COLUMNS}",
+            f" RETURNING {_ACCEPTED_COLUMNS}",
             (event_id, owner, guidelines, callback_url),
         )
         .fetchone()
@@ -72,7 +74,7 @@ def insert_job_once(
             INSERT INTO jobs (event_id, owner, guidelines, callback_url)
             SELECT %(event_id)s, %(owner)s, %(guidelines)s, %(callback_url)s
              WHERE EXISTS (SELECT 1 FROM claimed)
-            RETURNING {_JOB_COLUMNS}
+            RETURNING {_ACCEPTED_COLUMNS}
             """,  # noqa: S608 - constant column list
             {
                 "owner": owner,
