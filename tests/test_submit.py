@@ -1,6 +1,8 @@
 """POST /jobs, driven by the events/ files: HTTP responses and database rows out."""
 
 import json
+import socket
+import time
 from urllib.parse import urljoin
 
 import pytest
@@ -130,6 +132,28 @@ def test_when_the_queue_is_down_the_request_fails_cleanly_and_leaves_no_job(
     assert response.headers["retry-after"] == "5"
     assert response.body["type"].endswith("service-unavailable")
     assert database.execute("SELECT count(*) AS n FROM jobs").fetchone()["n"] == 0
+
+
+def test_a_hung_queue_endpoint_fails_cleanly_within_the_functions_timeout(
+    invoke, queues, database, monkeypatch
+):
+    """An endpoint that accepts and never answers (a black-holed network) must give a clean 503,
+    not a Lambda timeout that leaves a job the client was told nothing about."""
+    from guideline_ingest import queue
+
+    with socket.create_server(("127.0.0.1", 0)) as hung:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{hung.getsockname()[1]}")
+        queue.sqs_client.cache_clear()
+        try:
+            started = time.monotonic()
+            response = http(invoke("submit", event("submit.json")))
+            elapsed = time.monotonic() - started
+        finally:
+            queue.sqs_client.cache_clear()
+
+    assert response.status == 503
+    assert database.execute("SELECT count(*) AS n FROM jobs").fetchone()["n"] == 0
+    assert elapsed < queue.worst_case_sqs_call_seconds() + 1
 
 
 def test_unknown_route_is_a_problem(invoke, queues):

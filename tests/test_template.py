@@ -461,6 +461,18 @@ def test_each_function_gets_only_the_queue_permissions_it_needs(template):
     assert grants("StatusFunction") == {secret}
 
 
+def test_a_hung_database_or_queue_fails_a_submission_before_the_function_times_out(template, monkeypatch):
+    """A Lambda timeout would leave a stored job behind a 502; the submit path's own bounds must
+    end first, so the client gets a clean 503 and nothing is stored."""
+    from guideline_ingest import db, queue
+
+    timeout = functions(template)["SubmitFunction"]["Timeout"]
+    assert db.CONNECT_SECONDS + queue.worst_case_sqs_call_seconds() < timeout
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    retries = queue.sqs_client.__wrapped__().meta.config.retries
+    assert retries["total_max_attempts"] == queue.SQS_ATTEMPTS
+
+
 def test_the_retry_budget_never_outlives_the_jobs_queue_messages(template):
     """A job may wait out an outage for its whole budget: its message must not expire meanwhile.
     CloudFormation enforces MaxValue, so no deploy can set a longer budget."""

@@ -39,6 +39,10 @@ def database_url() -> str:
     )
 
 
+# A database that does not answer fails the request within the submit function's timeout.
+CONNECT_SECONDS = 3
+
+
 def connection() -> psycopg.Connection:
     global _connection
     if _connection is not None and not _usable(_connection):
@@ -51,7 +55,7 @@ def connection() -> psycopg.Connection:
             row_factory=dict_row,
             # RDS Proxy pins sessions that use prepared statements; never prepare.
             prepare_threshold=None,
-            connect_timeout=3,
+            connect_timeout=CONNECT_SECONDS,
             application_name=os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "guideline-ingest"),
         )
     return _connection

@@ -11,16 +11,31 @@ class QueueUnavailable(Exception):
     """The message could not be sent; the caller decides whether the job survives."""
 
 
+# Fail fast: a client waiting on a dead endpoint is worse than a clean 503. An SQS call answers in
+# milliseconds; these bound a hung one so that the database connect plus every attempt of the send
+# fit inside the submit function's timeout (tests/test_template.py checks it against the template).
+SQS_CONNECT_SECONDS = 1
+SQS_READ_SECONDS = 2
+SQS_ATTEMPTS = 2  # in all, the first included
+
+
+def worst_case_sqs_call_seconds() -> float:
+    return SQS_ATTEMPTS * (SQS_CONNECT_SECONDS + SQS_READ_SECONDS)
+
+
 @cache
 def sqs_client():
     # Imported on first use: the status function shares this package and must not load boto3.
     import boto3
     from botocore.config import Config
 
-    # Fail fast: a client waiting on a dead endpoint is worse than a clean 503.
     return boto3.client(
         "sqs",
-        config=Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 2}),
+        config=Config(
+            connect_timeout=SQS_CONNECT_SECONDS,
+            read_timeout=SQS_READ_SECONDS,
+            retries={"mode": "standard", "total_max_attempts": SQS_ATTEMPTS},
+        ),
     )
 
 
