@@ -11,9 +11,11 @@ import base64
 import binascii
 import concurrent.futures
 import fnmatch
+import functools
 import hashlib
 import json
 import logging
+import os
 import re
 import threading
 import time
@@ -51,6 +53,7 @@ _FIELD_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 token
 _HOP_BY_HOP = {"connection", "content-length", "transfer-encoding", "keep-alive", "date", "server"}
 
 
+@functools.lru_cache(maxsize=64)  # only keys the API accepted get here
 def api_key_id(api_key: str) -> str:
     """A stable id for a key, shaped like API Gateway's (10 characters), that never reveals the key."""
     return hashlib.sha256(api_key.encode()).hexdigest()[:10]
@@ -77,6 +80,11 @@ class Route:
                 parts.append(re.escape(segment))
         pattern = re.compile("/" + "/".join(parts) + "/?" if parts else "/")
         return cls(spec, api, pool, pattern, tuple(names))
+
+    @functools.cached_property
+    def resource_id(self) -> str:
+        """API Gateway's id of the route's resource (6 characters), the same on every request."""
+        return hashlib.sha256(self.spec.path.encode()).hexdigest()[:6]
 
     @property
     def specificity(self) -> tuple:
@@ -158,6 +166,11 @@ def problem(status: int, title: str, detail: str, request_id: str) -> tuple[int,
     return status, {"Content-Type": "application/problem+json"}, json.dumps(body).encode()
 
 
+@functools.lru_cache(maxsize=4)  # requests in the same second share it
+def _request_time(second: int) -> str:
+    return datetime.fromtimestamp(second, UTC).strftime("%d/%b/%Y:%H:%M:%S +0000")
+
+
 def _is_binary(content_type: str | None, binary_media_types: list[str]) -> bool:
     if not content_type or not binary_media_types:
         return False
@@ -186,7 +199,7 @@ def proxy_event(
     present = {name.lower() for name, _ in header_items}
     # Headers API Gateway adds on its way to the integration.
     added = [
-        ("X-Amzn-Trace-Id", f"Root=1-{int(started):08x}-{uuid.uuid4().hex[:24]}"),
+        ("X-Amzn-Trace-Id", f"Root=1-{int(started):08x}-{os.urandom(12).hex()}"),
         ("X-Forwarded-For", source_ip),
         ("X-Forwarded-Port", str(local_port)),
         ("X-Forwarded-Proto", "http"),
@@ -222,11 +235,11 @@ def proxy_event(
         "pathParameters": path_parameters or None,
         "stageVariables": None,
         "requestContext": {
-            "resourceId": hashlib.sha256(route.spec.path.encode()).hexdigest()[:6],
+            "resourceId": route.resource_id,
             "resourcePath": route.spec.path,
             "httpMethod": method,
-            "extendedRequestId": base64.b64encode(uuid.uuid4().bytes[:12]).decode(),
-            "requestTime": datetime.fromtimestamp(started, UTC).strftime("%d/%b/%Y:%H:%M:%S +0000"),
+            "extendedRequestId": base64.b64encode(os.urandom(12)).decode(),
+            "requestTime": _request_time(int(started)),
             "path": f"/{stage}{path}",
             "accountId": ACCOUNT_ID,
             "protocol": "HTTP/1.1",
