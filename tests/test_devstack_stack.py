@@ -189,6 +189,18 @@ def request(stack, method, path, body=None, headers=None, stage=True):
         connection.close()
 
 
+def raw_exchange(stack, data: bytes) -> bytes:
+    """Send bytes as they are on one connection; everything the server answers until it closes."""
+    port = urlsplit(stack.base_url).port
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
 def echo(stack, path, **kwargs):
     status, _headers, body = request(stack, "GET", path, headers={"x-api-key": API_KEY}, **kwargs)
     assert status == 200, body
@@ -308,13 +320,11 @@ def test_unknown_route_and_wrong_method(stack):
 
 
 def test_a_body_over_10_mb_is_refused_with_413_before_it_is_read(stack):
-    port = urlsplit(stack.base_url).port
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(
-            b"POST /test/items HTTP/1.1\r\nHost: x\r\nx-api-key: test-key\r\n"
-            b"Content-Length: 10485761\r\nContent-Type: application/json\r\n\r\n"
-        )
-        answer = sock.recv(4096)
+    answer = raw_exchange(
+        stack,
+        b"POST /test/items HTTP/1.1\r\nHost: x\r\nx-api-key: test-key\r\n"
+        b"Content-Length: 10485761\r\nContent-Type: application/json\r\n\r\n",
+    )
     assert answer.startswith(b"HTTP/1.1 413")
 
 
@@ -336,18 +346,6 @@ def test_keep_alive_serves_several_requests_on_one_connection(stack):
             assert response.getheader("Connection") != "close"
     finally:
         connection.close()
-
-
-def raw_exchange(stack, data: bytes) -> bytes:
-    """Send bytes as they are on one connection; everything the server answers until it closes."""
-    port = urlsplit(stack.base_url).port
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(data)
-        sock.shutdown(socket.SHUT_WR)
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
-    return answer
 
 
 def test_headers_keep_the_clients_casing_and_repeated_ones_are_multi_valued(stack):
@@ -392,7 +390,8 @@ def test_a_chunked_body_reaches_the_function_whole(stack):
 def test_an_invalid_content_length_is_400_and_closes_the_connection(stack, length):
     answer = raw_exchange(
         stack,
-        b"POST /test/items HTTP/1.1\r\nHost: x\r\nx-api-key: test-key\r\nContent-Length: " + length + b"\r\n\r\n",
+        b"POST /test/items HTTP/1.1\r\nHost: x\r\nx-api-key: test-key\r\n"
+        b"Content-Length: " + length + b"\r\n\r\n",
     )
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 400")
