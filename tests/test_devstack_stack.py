@@ -380,7 +380,7 @@ def test_a_chunked_body_reaches_the_function_whole(stack):
         stack,
         b"POST /test/items HTTP/1.1\r\nHost: x\r\nx-api-key: test-key\r\nTransfer-Encoding: chunked\r\n"
         b"Content-Type: application/json\r\nConnection: close\r\n\r\n"
-        b"5\r\n{\"a\":\r\n3;ext=1\r\n12}\r\n0\r\n\r\n",
+        b'5\r\n{"a":\r\n3;ext=1\r\n12}\r\n0\r\n\r\n',
     )
     assert answer.startswith(b"HTTP/1.1 200")
     assert json.loads(answer.partition(b"\r\n\r\n")[2])["event"]["body"] == '{"a":12}'
