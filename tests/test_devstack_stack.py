@@ -189,6 +189,18 @@ def request(stack, method, path, body=None, headers=None, stage=True):
         connection.close()
 
 
+def raw_exchange(stack, data: bytes) -> bytes:
+    """Send bytes as they are on one connection; everything the server answers until it closes."""
+    port = urlsplit(stack.base_url).port
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
 def echo(stack, path, **kwargs):
     status, _headers, body = request(stack, "GET", path, headers={"x-api-key": API_KEY}, **kwargs)
     assert status == 200, body
@@ -308,13 +320,11 @@ def test_unknown_route_and_wrong_method(stack):
 
 
 def test_a_body_over_10_mb_is_refused_with_413_before_it_is_read(stack):
-    port = urlsplit(stack.base_url).port
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(
-            b"POST /test/items HTTP/1.1\r\nHost: x\r\nx-api-key: test-key\r\n"
-            b"Content-Length: 10485761\r\nContent-Type: application/json\r\n\r\n"
-        )
-        answer = sock.recv(4096)
+    answer = raw_exchange(
+        stack,
+        b"POST /test/items HTTP/1.1\r\nHost: x\r\nx-api-key: test-key\r\n"
+        b"Content-Length: 10485761\r\nContent-Type: application/json\r\n\r\n",
+    )
     assert answer.startswith(b"HTTP/1.1 413")
 
 
@@ -336,6 +346,89 @@ def test_keep_alive_serves_several_requests_on_one_connection(stack):
             assert response.getheader("Connection") != "close"
     finally:
         connection.close()
+
+
+def test_headers_keep_the_clients_casing_and_repeated_ones_are_multi_valued(stack):
+    answer = raw_exchange(
+        stack,
+        b"GET /test/items/h HTTP/1.1\r\nHost: x\r\nx-api-key: test-key\r\nX-Custom-CASE:  spaced \r\n"
+        b"X-Dup: 1\r\nX-Dup: 2\r\nConnection: close\r\n\r\n",
+    )
+    event = json.loads(answer.partition(b"\r\n\r\n")[2])["event"]
+    assert event["headers"]["X-Custom-CASE"] == "spaced"
+    assert "x-custom-case" not in event["headers"]
+    assert event["headers"]["X-Dup"] == "2"
+    assert event["multiValueHeaders"]["X-Dup"] == ["1", "2"]
+    assert event["multiValueHeaders"]["Host"] == ["x"]
+
+
+@pytest.mark.parametrize("line", [b"no colon here", b" folded: onto the previous line", b"Bad Name: x"])
+def test_a_malformed_header_line_is_400_and_reaches_no_function(stack, line):
+    answer = raw_exchange(
+        stack, b"GET /test/items/m HTTP/1.1\r\nHost: x\r\n" + line + b"\r\nx-api-key: test-key\r\n\r\n"
+    )
+    assert answer.startswith(b"HTTP/1.1 400")
+
+
+def test_http_1_0_closes_the_connection_unless_asked_to_keep_it(stack):
+    answer = raw_exchange(stack, b"GET /test/items/o HTTP/1.0\r\nx-api-key: test-key\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200") and b"\r\nConnection: close" in answer
+
+
+def test_a_chunked_body_reaches_the_function_whole(stack):
+    answer = raw_exchange(
+        stack,
+        b"POST /test/items HTTP/1.1\r\nHost: x\r\nx-api-key: test-key\r\nTransfer-Encoding: chunked\r\n"
+        b"Content-Type: application/json\r\nConnection: close\r\n\r\n"
+        b'5\r\n{"a":\r\n3;ext=1\r\n12}\r\n0\r\n\r\n',
+    )
+    assert answer.startswith(b"HTTP/1.1 200")
+    assert json.loads(answer.partition(b"\r\n\r\n")[2])["event"]["body"] == '{"a":12}'
+
+
+@pytest.mark.parametrize("length", [b"abc", b"-"])
+def test_an_invalid_content_length_is_400_and_closes_the_connection(stack, length):
+    answer = raw_exchange(
+        stack,
+        b"POST /test/items HTTP/1.1\r\nHost: x\r\nx-api-key: test-key\r\n"
+        b"Content-Length: " + length + b"\r\n\r\n",
+    )
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400")
+    assert b"\r\nConnection: close" in head
+    assert json.loads(body) == {"message": "Invalid request body"}
+
+
+def test_head_answers_without_a_body_and_keeps_the_connection_usable(stack):
+    port = urlsplit(stack.base_url).port
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        connection.request("HEAD", "/test/items", headers={"x-api-key": API_KEY})
+        response = connection.getresponse()
+        assert (response.status, response.read()) == (405, b"")
+        assert int(response.getheader("Content-Length")) > 0
+        connection.request("GET", "/test/items/after-head", headers={"x-api-key": API_KEY})
+        response = connection.getresponse()
+        assert response.status == 200
+        assert json.loads(response.read())["event"]["path"] == "/items/after-head"
+    finally:
+        connection.close()
+
+
+def test_expect_100_continue_is_answered_before_the_body_is_sent(stack):
+    port = urlsplit(stack.base_url).port
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(
+            b"POST /test/items HTTP/1.1\r\nHost: x\r\nx-api-key: test-key\r\nContent-Length: 2\r\n"
+            b"Expect: 100-continue\r\nConnection: close\r\n\r\n"
+        )
+        assert sock.recv(4096).startswith(b"HTTP/1.1 100 Continue")
+        sock.sendall(b"{}")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200")
+    assert json.loads(answer.partition(b"\r\n\r\n")[2])["event"]["body"] == "{}"
 
 
 # --- Lambda environments -------------------------------------------------------------------------
