@@ -24,7 +24,8 @@ from urllib.parse import parse_qs, urlsplit
 from devstack.iam import Role, iam_action, role_access_key_id
 from devstack.template import ACCOUNT_ID, REGION
 
-_CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/[^/]*/([^/]*)/")
+# SigV4: Credential=<access key id>/<date>/<region>/<service>/aws4_request
+_CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/[^/]*/([^/]*)/([^/,\s]*)/")
 
 
 class Denial(NamedTuple):
@@ -43,6 +44,12 @@ class Denied(Exception):
 def access_key_id(authorization: str) -> str | None:
     match = _CREDENTIAL.search(authorization)
     return match.group(1) if match else None
+
+
+def signed_for(authorization: str) -> str | None:
+    """The service a SigV4 Authorization header was signed for (`sqs`), as moto's server reads it."""
+    match = _CREDENTIAL.search(authorization)
+    return match.group(3).lower() if match else None
 
 
 def queue_arn_from_url(queue_url: str, region: str) -> str:
