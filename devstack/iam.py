@@ -7,7 +7,7 @@ inline documents are resolved against the local queues; the managed ones are not
 translator, so their documents are copied here. A role is then asked with moto's policy evaluator
 (`IAMPolicy.is_action_permitted`), which applies IAM's matching rules (wildcards, Deny wins).
 
-Used by the IAM gateway in front of the local SQS endpoint (devstack/iam_gateway.py) and by the
+Used by the SQS IAM check (devstack/sqs_iam.py, in the SQS server or its gateway) and by the
 static check of the functions' AWS calls (tests/test_iam.py).
 """
 

@@ -17,9 +17,11 @@ The changes keep moto's semantics and do the same work in O(1) or O(messages in 
 - receipt handles are indexed when a message is received, so a delete or a visibility change finds
   its message at once (and removes it with one C-level list operation).
 
-One more cost is per request, not per message: moto's server finds the service of each request
+Two more costs are per request, not per message: moto's server finds the service of each request
 by listing its own package directory (a stat per service) and matching every service's URL
-patterns, under one lock. The answer depends only on the host name, so it is remembered.
+patterns, under one lock; and each call lists its response class's methods with
+`inspect.getmembers` to find the action's. Both answers depend only on their input (the host
+name, the class), so they are remembered.
 
 Written against moto 5.2.5 (`tests/test_moto_patches.py` checks the semantics and that the time per
 call stays flat with depth); `apply()` refuses other versions rather than patch code it has not seen.
@@ -27,6 +29,7 @@ call stays flat with depth); `apply()` refuses other versions rather than patch 
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from collections.abc import Iterator, Mapping
@@ -127,6 +130,7 @@ def apply() -> None:
 
 def _patch() -> None:
     _patch_dispatch()
+    _patch_action_lookup()
     _patch_sqs()
 
 
@@ -142,6 +146,12 @@ def _patch_dispatch() -> None:
         return backends[host]
 
     DomainDispatcherApplication.get_backend_for_host = get_backend_for_host
+
+
+def _patch_action_lookup() -> None:
+    from moto.core import responses
+
+    responses.method_names_from_class = functools.cache(responses.method_names_from_class)
 
 
 def _patch_sqs() -> None:

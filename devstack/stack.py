@@ -22,15 +22,17 @@ from typing import Any
 
 from devstack.apigateway import ApiGateway, Route
 from devstack.esm import DEFAULT_CONCURRENCY, EventSourceMapping
-from devstack.iam import function_roles, role_access_key_id, role_credentials
+from devstack.iam import function_roles, role_credentials
 from devstack.iam_gateway import IamGateway
 from devstack.runtime import FunctionPool, Invocation, base_environment
 from devstack.schedule import Schedule
 from devstack.settings import Settings, load_settings
 from devstack.sqs import FAKE_CREDENTIALS, LocalSQS, free_port, sqs_client
+from devstack.sqs_iam import Denial, SqsPermissions
 from devstack.template import ACCOUNT_ID, REGION, UNRESOLVED, FunctionSpec, Template, load_template
 
 log = logging.getLogger("devstack")
+iam_log = logging.getLogger("devstack.iam")
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 OFFLINE_API_KEY = "offline-llm-needs-no-key"
@@ -127,7 +129,9 @@ class Stack:
         self._postgres = None
         self._sqs: LocalSQS | None = None
         self._api: ApiGateway | None = None
+        # Only for an SQS endpoint this stack does not run; its own server checks the roles itself.
         self.iam_gateway: IamGateway | None = None
+        self.iam_denials: list[Denial] = []  # calls a role did not allow, newest last
 
     # --- what tests and tools read ------------------------------------------------------------
 
@@ -146,7 +150,8 @@ class Stack:
 
     @property
     def function_sqs_endpoint(self) -> str:
-        """Where the functions and their event source mappings send SQS calls: through the IAM gateway."""
+        """Where the functions and their event source mappings send SQS calls (the IAM gateway in front
+        of an endpoint this stack does not run)."""
         return self.iam_gateway.endpoint if self.iam_gateway else self.sqs_endpoint
 
     @property
@@ -191,7 +196,7 @@ class Stack:
         )
         self._sqs.start()
         if self.enforce_iam:
-            self._start_iam_gateway()
+            self._enforce_iam()
         database.join()
         if failure:
             raise failure[0]
@@ -241,16 +246,20 @@ class Stack:
         if self.state_file:
             self._write_state()
 
-    def _start_iam_gateway(self) -> None:
+    def _enforce_iam(self) -> None:
         queue_names = {lid: url.rstrip("/").rsplit("/", 1)[-1] for lid, url in self._sqs.queue_urls.items()}
         roles = function_roles(self.template_path, self.parameter_overrides, queue_names)
-        self.iam_gateway = IamGateway(
-            self._sqs.endpoint,
-            roles,
-            {role_access_key_id(function): function for function in roles},
-            trusted_key_ids={FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"]},
-            host=self.host,
-        ).start()
+        if not self._sqs.external_endpoint:
+            self._sqs.enforce(roles, self._denied)
+            return
+        # Only the runner and its functions use the gateway: a key of no role there is invalid.
+        trusted = {FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"]}
+        permissions = SqsPermissions(roles, self._denied, trusted_key_ids=trusted)
+        self.iam_gateway = IamGateway(self._sqs.endpoint, permissions, host=self.host).start()
+
+    def _denied(self, denial: Denial) -> None:
+        iam_log.warning("IAM: %s may not %s on %s", *denial)
+        self.iam_denials.append(denial)
 
     def _start_database(self) -> None:
         if not self.use_database:

@@ -445,8 +445,8 @@ def test_warm_environments_keep_module_state_and_get_a_lambda_context(stack):
     assert 0 < second["remaining_ms"] <= 2000
     env = second["env"]
     assert env["SHARED"] == "from-globals"
-    # SQS calls go through the IAM gateway, signed with the function's own role credentials.
-    assert env["AWS_ENDPOINT_URL"] == stack.function_sqs_endpoint != stack.sqs_endpoint
+    # SQS calls go to the SQS server, which checks them against the function's own role credentials.
+    assert env["AWS_ENDPOINT_URL"] == stack.function_sqs_endpoint == stack.sqs_endpoint
     assert env["AWS_LAMBDA_FUNCTION_TIMEOUT"] == "2"
     assert env["AWS_ACCESS_KEY_ID"] == "ASIALOCALECHOFUNCTION"
     assert "API_KEYS" not in env  # runner settings are not function variables

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from devstack.iam import role_credentials
-from devstack.sqs import sqs_client
+from devstack.sqs import LocalSQS, sqs_client
 from devstack.stack import PROJECT_ROOT, Stack
 from devstack.template import load_yaml
 
@@ -76,9 +76,7 @@ def test_a_missing_permission_is_access_denied_and_the_webhook_is_not_queued(cri
                 )
             )
             webhook_queue = crippled.template.queues["WebhookQueue"].arn
-            wait_for(
-                lambda: ("ProcessFunction", "sqs:SendMessage", webhook_queue) in crippled.iam_gateway.denials
-            )
+            wait_for(lambda: ("ProcessFunction", "sqs:SendMessage", webhook_queue) in crippled.iam_denials)
         # The job is done, but its webhook waits for the sweeper, as it did on AWS.
         time.sleep(2)
         assert job["webhook"]["status"] == "PENDING"
@@ -88,38 +86,92 @@ def test_a_missing_permission_is_access_denied_and_the_webhook_is_not_queued(cri
         receiver.stop()
 
 
-def test_a_role_gets_the_error_sqs_gives(crippled):
+def wiring_only(**extra) -> dict:
+    """Stack options that start SQS and the IAM check only (no database, API, pollers or schedules)."""
+    return dict(
+        port=0, read_dotenv=False, database=False, api=False, schedules=False, event_sources=False, **extra
+    )
+
+
+@pytest.fixture(scope="module")
+def external(tmp_path_factory):
+    """A stack on an SQS endpoint it does not run (as on LocalStack's): the IAM gateway checks there."""
+    upstream = LocalSQS({})
+    upstream.start()
+    try:
+        with Stack(
+            data_dir=tmp_path_factory.mktemp("external"),
+            env=SETTINGS,
+            **wiring_only(sqs_endpoint=upstream.endpoint),
+        ) as stack:
+            yield stack
+    finally:
+        upstream.close()
+
+
+@pytest.fixture(params=["server", "gateway"])
+def enforcing(request, crippled, external):
+    """The two places a role is checked: in the SQS server the stack runs, and in the gateway."""
+    return crippled if request.param == "server" else external
+
+
+def test_a_role_gets_the_error_sqs_gives(enforcing):
     """AccessDenied as botocore reports it from SQS (JSON protocol, query-compatible error code)."""
     from botocore.exceptions import ClientError
 
-    process = sqs_client(crippled.function_sqs_endpoint, credentials=role_credentials("ProcessFunction"))
+    assert (enforcing.iam_gateway is None) == (enforcing.external_sqs is None)
+    process = sqs_client(enforcing.function_sqs_endpoint, credentials=role_credentials("ProcessFunction"))
+    status = sqs_client(enforcing.function_sqs_endpoint, credentials=role_credentials("StatusFunction"))
+    queue = enforcing.queue_urls["JobsQueue"]
     with pytest.raises(ClientError) as denied:
-        process.send_message(QueueUrl=crippled.queue_urls["WebhookQueue"], MessageBody="{}")
+        status.send_message(QueueUrl=queue, MessageBody="{}")
     error = denied.value.response["Error"]
     assert error["Code"] == "AccessDenied"
     assert denied.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
     assert "is not authorized to perform: sqs:sendmessage" in error["Message"]
-    # What the role allows passes, and the runner's own credentials are not checked.
-    status = sqs_client(crippled.function_sqs_endpoint, credentials=role_credentials("StatusFunction"))
+    assert (
+        "StatusFunction",
+        "sqs:SendMessage",
+        enforcing.template.queues["JobsQueue"].arn,
+    ) in enforcing.iam_denials
     with pytest.raises(ClientError):
-        status.get_queue_attributes(QueueUrl=crippled.queue_urls["JobsQueue"], AttributeNames=["All"])
-    sqs_client(crippled.function_sqs_endpoint).send_message(
-        QueueUrl=crippled.queue_urls["WebhookDeadLetterQueue"], MessageBody="{}"
+        status.get_queue_attributes(QueueUrl=queue, AttributeNames=["All"])
+    # What the role allows passes, and the runner's own credentials are not checked.
+    process.receive_message(QueueUrl=queue, WaitTimeSeconds=0)
+    sqs_client(enforcing.function_sqs_endpoint).send_message(
+        QueueUrl=enforcing.queue_urls["WebhookDeadLetterQueue"], MessageBody="{}"
     )
 
 
+def test_the_query_protocol_gets_sqs_s_403(enforcing):
+    queue = enforcing.queue_urls["JobsQueue"]
+    key = role_credentials("StatusFunction")["AWS_ACCESS_KEY_ID"]
+    response = requests.post(
+        enforcing.function_sqs_endpoint,
+        data={"Action": "SendMessage", "QueueUrl": queue, "MessageBody": "{}", "Version": "2012-11-05"},
+        headers={
+            "Authorization": f"AWS4-HMAC-SHA256 Credential={key}/20260101/us-east-1/sqs/aws4_request, x"
+        },
+        timeout=10,
+    )
+    assert response.status_code == 403
+    assert "<Code>AccessDenied</Code>" in response.text
+    assert response.headers["x-amzn-query-error"] == "AccessDenied;Sender"
+
+
+def test_the_gateway_refuses_a_key_of_no_role(external):
+    """Only the runner and its functions call through the gateway: any other key is invalid."""
+    from botocore.exceptions import ClientError
+
+    stranger = {**role_credentials("StatusFunction"), "AWS_ACCESS_KEY_ID": "ASIALOCALSTRANGER"}
+    with pytest.raises(ClientError) as refused:
+        sqs_client(external.function_sqs_endpoint, credentials=stranger).list_queues()
+    assert refused.value.response["Error"]["Code"] == "InvalidClientTokenId"
+
+
 def test_the_switch_turns_enforcement_off(tmp_path):
-    with Stack(
-        port=0,
-        root=PROJECT_ROOT,
-        data_dir=tmp_path,
-        read_dotenv=False,
-        env={**SETTINGS, "DEVSTACK_IAM": "off"},
-        # Only the wiring is inspected: nothing that would run (database, API, pollers, schedules).
-        database=False,
-        api=False,
-        schedules=False,
-        event_sources=False,
-    ) as stack:
+    with Stack(data_dir=tmp_path, env={**SETTINGS, "DEVSTACK_IAM": "off"}, **wiring_only()) as stack:
         assert stack.iam_gateway is None
-        assert stack.function_sqs_endpoint == stack.sqs_endpoint
+        status = sqs_client(stack.function_sqs_endpoint, credentials=role_credentials("StatusFunction"))
+        status.send_message(QueueUrl=stack.queue_urls["JobsQueue"], MessageBody="{}")
+        assert stack.iam_denials == []
