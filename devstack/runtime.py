@@ -8,6 +8,7 @@ invocation cold-starts, as on Lambda.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import logging
@@ -214,6 +215,20 @@ class ExecutionEnvironment:
             self.process.stdout.close()
 
 
+class _Turn:
+    """One invocation waiting for an environment: given one, or None (start your own, or stopped)."""
+
+    __slots__ = ("env", "given")
+
+    def __init__(self) -> None:
+        self.env: ExecutionEnvironment | None = None
+        self.given = threading.Event()
+
+    def give(self, env: ExecutionEnvironment | None) -> None:
+        self.env = env
+        self.given.set()
+
+
 class FunctionPool:
     """The execution environments of one function."""
 
@@ -223,10 +238,12 @@ class FunctionPool:
         self.max_environments = max_environments
         self._idle: list[ExecutionEnvironment] = []
         self._all: set[ExecutionEnvironment] = set()
+        # Invocations waiting for an environment, oldest first: each is handed one in turn.
+        self._waiting: collections.deque[_Turn] = collections.deque()
         self._starting = 0
         self._created = 0
         self._closed = False
-        self._lock = threading.Condition()
+        self._lock = threading.Lock()
 
     @property
     def size(self) -> int:
@@ -234,34 +251,68 @@ class FunctionPool:
             return len(self._all)
 
     def _acquire(self) -> tuple[ExecutionEnvironment, bool]:
+        """An idle environment, or a new one within the cap; else wait for one in arrival order.
+
+        Lambda itself never queues (it scales out or throttles); the cap is the runner's, to
+        spare a laptop. Waiting invocations are served first come, first served: a released
+        environment goes to the oldest one, never to whichever thread takes the lock first."""
         with self._lock:
-            while True:
-                if self._closed:
-                    raise RuntimeError(f"{self.spec.logical_id} is stopped")
-                if self._idle:
-                    return self._idle.pop(), False  # the most recently used one, like Lambda tends to
-                if len(self._all) + self._starting < self.max_environments:
-                    self._starting += 1
-                    self._created += 1
-                    number = self._created
-                    break
-                self._lock.wait()
+            if self._closed:
+                raise RuntimeError(f"{self.spec.logical_id} is stopped")
+            if self._idle and not self._waiting:
+                return self._idle.pop(), False  # the most recently used one, like Lambda tends to
+            if self._waiting or not self._may_start():
+                turn = _Turn()
+                self._waiting.append(turn)
+            else:
+                turn = None
+                self._starting += 1
+        if turn is not None:
+            turn.given.wait()
+            if turn.env is not None:
+                return turn.env, False
+            if self._closed:
+                raise RuntimeError(f"{self.spec.logical_id} is stopped")
+            # No environment came back, but room for a new one did (one was killed): start it.
+        return self._start_environment(), True
+
+    def _may_start(self) -> bool:
+        return len(self._all) + self._starting < self.max_environments
+
+    def _start_environment(self) -> ExecutionEnvironment:
+        """Called with a start reserved (`_starting` counted) for the caller."""
+        with self._lock:
+            self._created += 1
+            number = self._created
         try:
             env = ExecutionEnvironment(self.spec, self.environment, number)
-        finally:
+        except BaseException:
             with self._lock:
                 self._starting -= 1
+                self._hand_out_room()
+            raise
         with self._lock:
+            self._starting -= 1
             self._all.add(env)
-        return env, True
+        return env
+
+    def _hand_out_room(self) -> None:
+        """With the lock held: let the oldest waiting invocations start environments in the room
+        that killed or failed ones left."""
+        while self._waiting and self._may_start():
+            self._starting += 1
+            self._waiting.popleft().give(None)
 
     def _release(self, env: ExecutionEnvironment, healthy: bool) -> None:
         with self._lock:
             if healthy and not self._closed and env.alive:
-                self._idle.append(env)
+                if self._waiting:
+                    self._waiting.popleft().give(env)
+                else:
+                    self._idle.append(env)
             else:
                 self._all.discard(env)
-            self._lock.notify()
+                self._hand_out_room()
         if not healthy:
             env.kill()
             threading.Thread(target=env.close, args=(0,), daemon=True).start()
@@ -310,7 +361,7 @@ class FunctionPool:
             victims = list(self._all)
             idle, self._idle = self._idle, []
             self._all.difference_update(idle)  # busy ones leave when their invocation fails
-            self._lock.notify_all()
+            self._hand_out_room()
         for env in victims:
             env.kill()
         for env in idle:
@@ -323,7 +374,8 @@ class FunctionPool:
             victims = list(self._all)
             self._idle.clear()
             self._all.clear()
-            self._lock.notify_all()
+            while self._waiting:
+                self._waiting.popleft().give(None)
         threads = [threading.Thread(target=env.close, daemon=True) for env in victims]
         for thread in threads:
             thread.start()
