@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FLOOR_TEMPLATE = ROOT / "bench" / "floor_function" / "template.yaml"
 PROCESS_EVENT = ROOT / "events" / "process.json"
 E2E_LLM_LATENCY_MS = 300
+BACKLOG_SETTLE_SECONDS = 5
 
 # A plausible submission (about 1.3 KB): the offline model summarises it as it would a real one.
 GUIDELINES = """# Remote work security guidelines
@@ -320,6 +321,9 @@ def user_phase(profile: Profile, data_dir: Path, say) -> dict:
                 )
             )
         stack.enable_event_sources()
+        # A user's backlog built up over time: let the pollers restart and PostgreSQL write out the
+        # fill (thousands of INSERTs a moment ago) so the step measures the backlog, not the fill.
+        time.sleep(BACKLOG_SETTLE_SECONDS)
         measure = step("backlog")
         concurrency = 10
         for target in (submit, status):
