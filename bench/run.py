@@ -320,10 +320,11 @@ def user_phase(profile: Profile, data_dir: Path, say) -> dict:
                     10, missing, True
                 )
             )
-        stack.enable_event_sources()
-        # A user's backlog built up over time: let the pollers restart and PostgreSQL write out the
-        # fill (thousands of INSERTs a moment ago) so the step measures the backlog, not the fill.
+        # A user's backlog built up over time: let PostgreSQL write out the fill (thousands of
+        # INSERTs a moment ago) so the step measures the backlog, not the fill; the event source
+        # stays paused meanwhile, so the step starts at the full backlog.
         time.sleep(BACKLOG_SETTLE_SECONDS)
+        stack.enable_event_sources()
         measure = step("backlog")
         concurrency = 10
         for target in (submit, status):
