@@ -15,7 +15,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
-from devstack.sqs_iam import Denied, SqsPermissions, SqsRequest, denial_response
+from devstack.sqs_iam import Denied, SqsPermissions, SqsRequest, credential_of, denial_response
 
 log = logging.getLogger("devstack.iam")
 
@@ -79,7 +79,7 @@ class IamGateway:
                 headers = self.headers
                 request = SqsRequest(
                     self.path,
-                    headers.get("Authorization", ""),
+                    credential_of(headers.get("Authorization", "")),
                     headers.get("X-Amz-Target", ""),
                     headers.get("Content-Type", ""),
                     body,

@@ -119,7 +119,7 @@ class LocalSQS:
 
     def _answer(self) -> None:
         if self._answers.get() != "ok":
-            raise RuntimeError(f"the SQS endpoint on port {self.port} did not start")
+            raise RuntimeError(f"the SQS endpoint on port {self.port} did not answer (exited?)")
 
     def _read(self) -> None:
         """The server's output: answers to commands, and denials whenever they happen."""

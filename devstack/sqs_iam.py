@@ -41,15 +41,17 @@ class Denied(Exception):
         self.message = message
 
 
-def access_key_id(authorization: str) -> str | None:
-    match = _CREDENTIAL.search(authorization)
-    return match.group(1) if match else None
+class Credential(NamedTuple):
+    """The credential scope of a SigV4 Authorization header."""
+
+    access_key_id: str
+    region: str
+    service: str
 
 
-def signed_for(authorization: str) -> str | None:
-    """The service a SigV4 Authorization header was signed for (`sqs`), as moto's server reads it."""
+def credential_of(authorization: str) -> Credential | None:
     match = _CREDENTIAL.search(authorization)
-    return match.group(3).lower() if match else None
+    return Credential(match.group(1), match.group(2), match.group(3).lower()) if match else None
 
 
 def queue_arn_from_url(queue_url: str, region: str) -> str:
@@ -64,10 +66,9 @@ class SqsRequest:
     """What IAM needs of one SQS request: who, which action, on which queue. `path` includes the
     query string; `target` is the X-Amz-Target header."""
 
-    def __init__(self, path: str, authorization: str, target: str, content_type: str, body: bytes):
-        match = _CREDENTIAL.search(authorization)
-        self.access_key_id = match.group(1) if match else None
-        self.region = (match.group(2) if match else "") or REGION
+    def __init__(self, path: str, credential: Credential | None, target: str, content_type: str, body: bytes):
+        self.access_key_id = credential.access_key_id if credential else None
+        self.region = (credential.region if credential else "") or REGION
         self.json_protocol = bool(target)
         params: dict[str, str] = {}
         if self.json_protocol:

@@ -41,9 +41,8 @@ from devstack.sqs_iam import (
     Denied,
     SqsPermissions,
     SqsRequest,
-    access_key_id,
+    credential_of,
     denial_response,
-    signed_for,
 )
 
 # Long polls hold a worker for up to 20 s: enough workers that the pollers never starve the senders.
@@ -110,14 +109,14 @@ class RoleEnforcement:
 
     def __call__(self, environ, start_response):
         permissions = self.permissions
-        authorization = environ.get("HTTP_AUTHORIZATION", "")
-        if permissions is not None and permissions.checks(access_key_id(authorization)):
+        credential = credential_of(environ.get("HTTP_AUTHORIZATION", ""))
+        if permissions is not None and permissions.checks(credential and credential.access_key_id):
             body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
             environ["wsgi.input"] = io.BytesIO(body)  # moto reads the body again
             query = environ.get("QUERY_STRING")
             request = SqsRequest(
                 environ.get("PATH_INFO", "/") + (f"?{query}" if query else ""),
-                authorization,
+                credential,
                 environ.get("HTTP_X_AMZ_TARGET", ""),
                 environ.get("CONTENT_TYPE", ""),
                 body,
@@ -171,7 +170,8 @@ class SqsApplication:
         return Response(response=content, status=status, headers=headers)(environ, start_response)
 
     def _sqs_handler(self, environ):
-        if signed_for(environ.get("HTTP_AUTHORIZATION", "")) != "sqs":
+        credential = credential_of(environ.get("HTTP_AUTHORIZATION", ""))
+        if credential is None or credential.service != "sqs":
             return None
         path = environ.get("PATH_INFO", "")
         return next((handler for route, handler in self.routes if route.fullmatch(path)), None)
