@@ -1,15 +1,20 @@
 """The SQS event source mapping: pollers that invoke a function with batches, as Lambda does.
 
 Up to MaximumConcurrency pollers each long-poll the queue, gather a batch of BatchSize within the
-batching window, invoke the function and delete only the records that succeeded. Records that
-failed are left alone: they come back after the visibility timeout, and the queue's redrive policy
-moves them to the dead-letter queue after maxReceiveCount receives.
+batching window, invoke the function and hand the records that succeeded to the mapping's deleter.
+Records that failed are left alone: they come back after the visibility timeout, and the queue's
+redrive policy moves them to the dead-letter queue after maxReceiveCount receives.
+
+The deleter deletes in batches of up to ten, from every poller, while the pollers go back to the
+queue: a delete on a poller's path would delay its next invocation, and pollers that finish
+together (environments waiting out the same LLM latency) cost one DeleteMessageBatch, not one each.
 """
 
 from __future__ import annotations
 
 import base64
 import logging
+import queue
 import threading
 import time
 from typing import Any
@@ -104,6 +109,8 @@ class EventSourceMapping:
         self.concurrency = source.maximum_concurrency or DEFAULT_CONCURRENCY
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._deletions: queue.SimpleQueue[dict | None] = queue.SimpleQueue()
+        self._deleter: threading.Thread | None = None
 
     def start(self) -> None:
         """Start polling; after `stop` this enables the mapping again (Lambda's Enabled: true)."""
@@ -115,14 +122,23 @@ class EventSourceMapping:
             )
             thread.start()
             self._threads.append(thread)
+        self._deleter = threading.Thread(
+            target=self._delete, name=f"esm-{self.source.queue}-delete", daemon=True
+        )
+        self._deleter.start()
 
     def signal_stop(self) -> None:
         self._stop.set()
 
     def stop(self) -> None:
+        """Stop polling; the records of invocations that succeeded are still deleted."""
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=POLL_WAIT_SECONDS + 3)
+        if self._deleter is not None:
+            self._deletions.put(None)
+            self._deleter.join(timeout=POLL_WAIT_SECONDS + 3)
+            self._deleter = None
 
     def _poll(self) -> None:
         client = sqs_client(self.endpoint, credentials=self.credentials, read_timeout=POLL_WAIT_SECONDS + 5)
@@ -185,10 +201,23 @@ class EventSourceMapping:
             len(records) - len(done),
             invocation.duration_ms,
         )
-        for start in range(0, len(done), 10):
+        for record in done:
+            self._deletions.put(record)
+
+    def _delete(self) -> None:
+        client = sqs_client(self.endpoint, credentials=self.credentials)
+        stopping = False
+        while not stopping:
+            batch = [self._deletions.get()]
+            while len(batch) < 10 and not self._deletions.empty():
+                batch.append(self._deletions.get())
+            if None in batch:
+                stopping = True
+                batch = [record for record in batch if record is not None]
+            if not batch:
+                continue
             entries = [
-                {"Id": str(i), "ReceiptHandle": record["receiptHandle"]}
-                for i, record in enumerate(done[start : start + 10])
+                {"Id": str(i), "ReceiptHandle": record["receiptHandle"]} for i, record in enumerate(batch)
             ]
             try:
                 client.delete_message_batch(QueueUrl=self.queue_url, Entries=entries)

@@ -12,14 +12,17 @@ import textwrap
 import threading
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import urlsplit
 
 import pytest
 
 from devstack.apigateway import api_key_id
-from devstack.esm import succeeded_records
+from devstack.esm import EventSourceMapping, succeeded_records
+from devstack.runtime import Invocation
 from devstack.schedule import rate_seconds
 from devstack.stack import Stack
+from devstack.template import SqsSource
 
 from support import wait_for
 
@@ -551,6 +554,36 @@ def test_successes_are_deleted_and_poison_goes_to_the_dead_letter_queue(stack, o
     (dead,) = wait_for(dead_letters)
     assert dead["Body"] == f"poison-{tag}"
     assert out_file.read_text().count(tag) == 2  # each success processed once
+
+
+def test_records_that_succeed_are_deleted_even_when_the_mapping_stops_right_after(stack):
+    """The pollers leave deleting to the mapping's deleter: nothing may be left in flight when
+    every record succeeded, also for the records of the last invocations before a stop."""
+    sqs = stack.sqs()
+    url = sqs.create_queue(QueueName=f"deletions-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    invoked: list[dict] = []
+
+    class SucceedingPool:
+        spec = SimpleNamespace(short_name="deletions")
+
+        def invoke(self, event):
+            invoked.extend(event["Records"])
+            return Invocation(ok=True, payload=None, request_id="r", duration_ms=1.0)
+
+    source = SqsSource("Deletions", 1, 0, report_batch_item_failures=True, maximum_concurrency=3)
+    mapping = EventSourceMapping(
+        source, url, "arn:aws:sqs:us-east-1:000000000000:d", SucceedingPool(), stack.sqs_endpoint
+    )
+    sqs.send_message_batch(QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": str(i)} for i in range(10)])
+    mapping.start()
+    try:
+        wait_for(lambda: len(invoked) >= 10)
+    finally:
+        mapping.stop()
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert sorted(record["body"] for record in invoked) == [str(i) for i in range(10)]
+    assert attributes["ApproximateNumberOfMessages"] == "0"
+    assert attributes["ApproximateNumberOfMessagesNotVisible"] == "0"
 
 
 def test_a_killed_environment_fails_its_batch_and_the_message_comes_back(stack, out_file):

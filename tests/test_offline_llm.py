@@ -7,6 +7,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 import urllib.error
 import urllib.request
 from typing import Literal
@@ -230,6 +232,37 @@ def test_a_hang_shorter_than_the_client_timeout_answers_504(client, llm):
     with pytest.raises(openai.APIStatusError) as caught:
         summarize_call(client)
     assert caught.value.status_code == 504
+
+
+def test_latency_includes_the_work_of_answering(client, llm, monkeypatch):
+    """latency_ms is how long a call takes, as a hosted model's latency is measured: the answer is
+    made while it runs. Slow work (here 150 ms) within a 300 ms latency does not add to it."""
+    import devstack.offline_llm as offline_llm
+
+    real_complete = offline_llm.complete
+
+    def slow_complete(request, model):
+        time.sleep(0.15)
+        return real_complete(request, model)
+
+    monkeypatch.setattr(offline_llm, "complete", slow_complete)
+    llm.set_faults(latency_ms=300)
+    started = time.perf_counter()
+    summarize_call(client)
+    elapsed = time.perf_counter() - started
+    assert 0.3 <= elapsed < 0.44  # 0.45 s or more if the work came after the latency
+
+
+def test_the_latency_wait_reaches_its_deadline_and_ends_at_stop(llm):
+    deadline = time.perf_counter() + 0.05
+    llm._wait_until(deadline)
+    assert time.perf_counter() >= deadline
+
+    stopping = OfflineLLM(latency_ms=10_000).start()
+    threading.Timer(0.1, stopping.stop).start()
+    started = time.perf_counter()
+    stopping._wait_until(started + 10)
+    assert time.perf_counter() - started < 5
 
 
 def test_fail_matching_poisons_only_matching_requests(client, llm):
