@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -544,10 +545,23 @@ def _per_job(completions: list[float], durations_ms: list[float], concurrency: i
     """Where a job's time goes at steady state: inside the function, and between invocations."""
     if len(completions) < 8 or not durations_ms:
         return None
-    # The middle half of the run: no start-up, no tail.
+    # The middle half of the run: no start-up, no tail. Each environment finishes one job a cycle,
+    # so a completion and the one `concurrency` places later are one cycle apart, whether the
+    # environments move in step (they finish together, waiting out the same LLM latency) or not.
+    # (Counting jobs over the span between two completions misses one cycle when they do.)
+    ordered_completions = sorted(completions)
     quarter = len(completions) // 4
-    rate = (len(completions) - 2 * quarter) / (completions[-quarter - 1] - completions[quarter])
-    cycle_ms = 1000 * concurrency / rate
+    cycles = [
+        later - earlier
+        for earlier, later in zip(
+            ordered_completions[quarter : -quarter - concurrency],
+            ordered_completions[quarter + concurrency : -quarter],
+            strict=True,
+        )
+    ]
+    if not cycles:
+        return None
+    cycle_ms = 1000 * statistics.median(cycles)
     ordered = sorted(durations_ms)
     invocation_ms = ordered[len(ordered) // 2]
     return {

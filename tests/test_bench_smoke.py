@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import psycopg
 import pytest
 
-from bench import coldstart, queries, report
+from bench import coldstart, queries, report, run
 from bench.load import Plan, drive
 from bench.stats import percentile, summarize
 
@@ -93,6 +93,22 @@ def test_percentiles_are_measured_values():
     assert percentile(values, 0.99) == 99
     summary = summarize(values, errors=2, wall_seconds=2.0)
     assert (summary["requests"], summary["errors"], summary["max_ms"]) == (102, 2, 100)
+
+
+@pytest.mark.parametrize("in_step", [True, False])
+def test_a_job_cycle_is_measured_whether_the_environments_move_in_step_or_not(in_step):
+    """Five environments, 680 ms a job each: finishing together (as with a fixed LLM latency) or
+    spread evenly, the steady-state cycle is 680 ms and the time between invocations what the
+    invocation does not cover."""
+    cycle, environments = 0.68, 5
+    completions = [
+        group * cycle + (0.001 * env if in_step else env * cycle / environments)
+        for group in range(1, 41)
+        for env in range(environments)
+    ]
+    per_job = run._per_job(completions, durations_ms=[660.0] * 200, concurrency=environments)
+    assert per_job["cycle_ms"] == pytest.approx(680, abs=1)
+    assert per_job["between_invocations_ms"] == pytest.approx(20, abs=1)
 
 
 def test_statements_are_counted_per_application(database_url):
