@@ -422,7 +422,8 @@ def _e2e(e2e: dict) -> str:
             f"{per_job['invocation_median_ms']:.0f} ms (median; {per_job['llm_ms']} ms of it is the LLM, "
             f"{per_job['in_function_ms']:.0f} ms the function's own work), "
             f"and {per_job['between_invocations_ms']:.0f} ms pass between invocations (event source polling, "
-            f"SQS receive and delete). Before the timed run, the environments' first jobs (warm-up) "
+            f"the SQS receive and handing the invocation over; the delete runs beside). "
+            f"Before the timed run, the environments' first jobs (warm-up) "
             f"took {first} ms."
         )
     counted = e2e.get("statements")
