@@ -146,7 +146,7 @@ class EventSourceMapping:
             try:
                 batch = self._gather(client)
                 if batch and not self._stop.is_set():
-                    self._deliver(client, batch)
+                    self._deliver(batch)
             except (BotoCoreError, ClientError) as exc:
                 # The endpoint is down or restarting: retry, as the Lambda poller does. A role
                 # without the event source's permissions is a template error: say so.
@@ -181,7 +181,7 @@ class EventSourceMapping:
             messages.extend(more)
         return messages
 
-    def _deliver(self, client, messages: list[dict]) -> None:
+    def _deliver(self, messages: list[dict]) -> None:
         records = [lambda_sqs_record(message, self.queue_arn) for message in messages]
         invocation = self.pool.invoke({"Records": records})
         if not invocation.ok:
@@ -205,15 +205,17 @@ class EventSourceMapping:
             self._deletions.put(record)
 
     def _delete(self) -> None:
+        """Until stop() hands over None: what the pollers hand over, up to ten records a call."""
         client = sqs_client(self.endpoint, credentials=self.credentials)
         stopping = False
         while not stopping:
-            batch = [self._deletions.get()]
-            while len(batch) < 10 and not self._deletions.empty():
-                batch.append(self._deletions.get())
-            if None in batch:
-                stopping = True
-                batch = [record for record in batch if record is not None]
+            batch: list[dict] = []
+            while len(batch) < 10 and (not batch or not self._deletions.empty()):
+                record = self._deletions.get()
+                if record is None:
+                    stopping = True
+                    break
+                batch.append(record)
             if not batch:
                 continue
             entries = [
