@@ -5,6 +5,11 @@ batching window, invoke the function and hand the records that succeeded to the 
 Records that failed are left alone: they come back after the visibility timeout, and the queue's
 redrive policy moves them to the dead-letter queue after maxReceiveCount receives.
 
+Each poller gathers its next batch while its invocation runs, and holds it in flight until the
+invocation ends, as Lambda's pollers hold messages while they wait for concurrency. The receive is
+then off the path between two invocations, where it would run when all environments finish together
+and the machine is busiest. A batch held when the mapping stops is made visible again at once.
+
 The deleter deletes in batches of up to ten, from every poller, while the pollers go back to the
 queue: a delete on a poller's path would delay its next invocation, and pollers that finish
 together (environments waiting out the same LLM latency) cost one DeleteMessageBatch, not one each.
@@ -17,6 +22,7 @@ import logging
 import queue
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -142,17 +148,44 @@ class EventSourceMapping:
 
     def _poll(self) -> None:
         client = sqs_client(self.endpoint, credentials=self.credentials, read_timeout=POLL_WAIT_SECONDS + 5)
-        while not self._stop.is_set():
-            try:
-                batch = self._gather(client)
+        name = threading.current_thread().name
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{name}-receive") as receiver:
+            ahead = receiver.submit(self._next_batch, client)
+            while not self._stop.is_set():
+                batch = ahead.result()
+                ahead = receiver.submit(self._next_batch, client)
                 if batch and not self._stop.is_set():
                     self._deliver(batch)
-            except (BotoCoreError, ClientError) as exc:
-                # The endpoint is down or restarting: retry, as the Lambda poller does. A role
-                # without the event source's permissions is a template error: say so.
-                denied = isinstance(exc, ClientError) and exc.response["Error"]["Code"] == "AccessDenied"
-                (log.warning if denied else log.debug)("polling %s failed: %s", self.source.queue, exc)
-                self._stop.wait(RETRY_PAUSE_SECONDS)
+                else:
+                    self._release(client, batch)
+            self._release(client, ahead.result())
+
+    def _next_batch(self, client) -> list[dict]:
+        if self._stop.is_set():
+            return []
+        try:
+            return self._gather(client)
+        except (BotoCoreError, ClientError) as exc:
+            # The endpoint is down or restarting: retry, as the Lambda poller does. A role
+            # without the event source's permissions is a template error: say so.
+            denied = isinstance(exc, ClientError) and exc.response["Error"]["Code"] == "AccessDenied"
+            (log.warning if denied else log.debug)("polling %s failed: %s", self.source.queue, exc)
+            self._stop.wait(RETRY_PAUSE_SECONDS)
+            return []
+
+    def _release(self, client, batch: list[dict]) -> None:
+        """Make received but undelivered messages visible again, not after the visibility timeout."""
+        if not batch:
+            return
+        entries = [
+            {"Id": str(i), "ReceiptHandle": message["ReceiptHandle"], "VisibilityTimeout": 0}
+            for i, message in enumerate(batch)
+        ]
+        try:
+            client.change_message_visibility_batch(QueueUrl=self.queue_url, Entries=entries)
+        except (BotoCoreError, ClientError) as exc:
+            # A role without ChangeMessageVisibility, or the endpoint down: they come back later.
+            log.debug("releasing %d held messages failed: %s", len(batch), exc)
 
     def _receive(self, client, count: int, wait: int) -> list[dict]:
         response = client.receive_message(

@@ -10,6 +10,7 @@ import logging
 import socket
 import textwrap
 import threading
+import time
 import uuid
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,7 +19,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from devstack.apigateway import api_key_id
-from devstack.esm import EventSourceMapping, succeeded_records
+from devstack.esm import POLL_WAIT_SECONDS, EventSourceMapping, succeeded_records
 from devstack.runtime import Invocation
 from devstack.schedule import rate_seconds
 from devstack.stack import Stack
@@ -556,34 +557,75 @@ def test_successes_are_deleted_and_poison_goes_to_the_dead_letter_queue(stack, o
     assert out_file.read_text().count(tag) == 2  # each success processed once
 
 
+class _SucceedingPool:
+    """A function that records what it is invoked with, waits until `finish` is set, and succeeds."""
+
+    spec = SimpleNamespace(short_name="succeeding")
+
+    def __init__(self, finish: threading.Event | None = None):
+        self.invoked: list[dict] = []
+        self.finish = finish
+
+    def invoke(self, event):
+        self.invoked.extend(event["Records"])
+        if self.finish is not None:
+            self.finish.wait(10)
+        return Invocation(ok=True, payload=None, request_id="r", duration_ms=1.0)
+
+
+def _mapping_with_messages(stack, pool: _SucceedingPool, concurrency: int, messages: int):
+    """A BatchSize 1 mapping onto a new queue holding `messages` numbered messages, and its (url, counts)."""
+    sqs = stack.sqs()
+    url = sqs.create_queue(QueueName=f"mapping-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    sqs.send_message_batch(
+        QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": str(i)} for i in range(messages)]
+    )
+    source = SqsSource("Mapped", 1, 0, report_batch_item_failures=True, maximum_concurrency=concurrency)
+    mapping = EventSourceMapping(
+        source, url, "arn:aws:sqs:us-east-1:000000000000:m", pool, stack.sqs_endpoint
+    )
+
+    def counts() -> tuple[int, int]:
+        """(visible, in flight)"""
+        attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        return int(attributes["ApproximateNumberOfMessages"]), int(
+            attributes["ApproximateNumberOfMessagesNotVisible"]
+        )
+
+    return mapping, counts
+
+
 def test_records_that_succeed_are_deleted_even_when_the_mapping_stops_right_after(stack):
     """The pollers leave deleting to the mapping's deleter: nothing may be left in flight when
     every record succeeded, also for the records of the last invocations before a stop."""
-    sqs = stack.sqs()
-    url = sqs.create_queue(QueueName=f"deletions-{uuid.uuid4().hex[:8]}")["QueueUrl"]
-    invoked: list[dict] = []
-
-    class SucceedingPool:
-        spec = SimpleNamespace(short_name="deletions")
-
-        def invoke(self, event):
-            invoked.extend(event["Records"])
-            return Invocation(ok=True, payload=None, request_id="r", duration_ms=1.0)
-
-    source = SqsSource("Deletions", 1, 0, report_batch_item_failures=True, maximum_concurrency=3)
-    mapping = EventSourceMapping(
-        source, url, "arn:aws:sqs:us-east-1:000000000000:d", SucceedingPool(), stack.sqs_endpoint
-    )
-    sqs.send_message_batch(QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": str(i)} for i in range(10)])
+    pool = _SucceedingPool()
+    mapping, counts = _mapping_with_messages(stack, pool, concurrency=3, messages=10)
     mapping.start()
     try:
-        wait_for(lambda: len(invoked) >= 10)
+        wait_for(lambda: len(pool.invoked) >= 10)
     finally:
         mapping.stop()
-    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
-    assert sorted(record["body"] for record in invoked) == [str(i) for i in range(10)]
-    assert attributes["ApproximateNumberOfMessages"] == "0"
-    assert attributes["ApproximateNumberOfMessagesNotVisible"] == "0"
+    assert sorted(record["body"] for record in pool.invoked) == [str(i) for i in range(10)]
+    assert counts() == (0, 0)
+
+
+def test_a_poller_holds_its_next_batch_while_it_invokes_and_releases_it_at_a_stop(stack):
+    """The next receive runs during the invocation, one batch ahead and no more; a stop makes the
+    held batch visible again at once, not after the queue's visibility timeout (30 s here)."""
+    finish = threading.Event()
+    pool = _SucceedingPool(finish)
+    mapping, counts = _mapping_with_messages(stack, pool, concurrency=1, messages=3)
+    mapping.start()
+    try:
+        wait_for(lambda: pool.invoked and counts() == (1, 2))  # one invoked, one held, one left
+        time.sleep(POLL_WAIT_SECONDS)  # a poller that read further would have by now
+        assert counts() == (1, 2) and len(pool.invoked) == 1
+        mapping.signal_stop()
+    finally:
+        finish.set()
+        mapping.stop()
+    assert [record["body"] for record in pool.invoked] == ["0"]
+    assert counts() == (2, 0)  # the invoked one deleted, the held one visible again
 
 
 def test_a_killed_environment_fails_its_batch_and_the_message_comes_back(stack, out_file):
