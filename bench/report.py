@@ -421,7 +421,7 @@ def _e2e(e2e: dict) -> str:
             f"{per_job['cycle_ms']:.0f} ms: the invocation takes "
             f"{per_job['invocation_median_ms']:.0f} ms (median; {per_job['llm_ms']} ms of it is the LLM, "
             f"{per_job['in_function_ms']:.0f} ms the function's own work), "
-            f"and {per_job['between_invocations_ms']:.0f} ms pass between invocations (the event source "
+            f"and {round(per_job['between_invocations_ms'])} ms pass between invocations (the event source "
             f"handing the next batch over; its receive and the delete run beside the invocation). "
             f"Before the timed run, the environments' first jobs (warm-up) "
             f"took {first} ms."
