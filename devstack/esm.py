@@ -96,6 +96,11 @@ def succeeded_records(records: list[dict], result: Any, report_failures: bool) -
     return [record for record in records if record["messageId"] not in failed]
 
 
+def _batch_entries(receipt_handles: list[str], **fields) -> list[dict]:
+    """The Entries of a DeleteMessageBatch or ChangeMessageVisibilityBatch call."""
+    return [{"Id": str(i), "ReceiptHandle": handle, **fields} for i, handle in enumerate(receipt_handles)]
+
+
 class EventSourceMapping:
     def __init__(
         self,
@@ -177,10 +182,7 @@ class EventSourceMapping:
         """Make received but undelivered messages visible again, not after the visibility timeout."""
         if not batch:
             return
-        entries = [
-            {"Id": str(i), "ReceiptHandle": message["ReceiptHandle"], "VisibilityTimeout": 0}
-            for i, message in enumerate(batch)
-        ]
+        entries = _batch_entries([message["ReceiptHandle"] for message in batch], VisibilityTimeout=0)
         try:
             client.change_message_visibility_batch(QueueUrl=self.queue_url, Entries=entries)
         except (BotoCoreError, ClientError) as exc:
@@ -251,9 +253,7 @@ class EventSourceMapping:
                 batch.append(record)
             if not batch:
                 continue
-            entries = [
-                {"Id": str(i), "ReceiptHandle": record["receiptHandle"]} for i, record in enumerate(batch)
-            ]
+            entries = _batch_entries([record["receiptHandle"] for record in batch])
             try:
                 client.delete_message_batch(QueueUrl=self.queue_url, Entries=entries)
             except (BotoCoreError, ClientError) as exc:

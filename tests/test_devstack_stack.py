@@ -574,7 +574,8 @@ class _SucceedingPool:
 
 
 def _mapping_with_messages(stack, pool: _SucceedingPool, concurrency: int, messages: int):
-    """A BatchSize 1 mapping onto a new queue holding `messages` numbered messages, and its (url, counts)."""
+    """A BatchSize 1 mapping onto a new queue holding `messages` numbered messages, and a function
+    that counts the queue's (visible, in flight) messages."""
     sqs = stack.sqs()
     url = sqs.create_queue(QueueName=f"mapping-{uuid.uuid4().hex[:8]}")["QueueUrl"]
     sqs.send_message_batch(
@@ -586,11 +587,9 @@ def _mapping_with_messages(stack, pool: _SucceedingPool, concurrency: int, messa
     )
 
     def counts() -> tuple[int, int]:
-        """(visible, in flight)"""
         attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
-        return int(attributes["ApproximateNumberOfMessages"]), int(
-            attributes["ApproximateNumberOfMessagesNotVisible"]
-        )
+        visible, in_flight = "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"
+        return int(attributes[visible]), int(attributes[in_flight])
 
     return mapping, counts
 
