@@ -36,7 +36,16 @@ iam_log = logging.getLogger("devstack.iam")
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 OFFLINE_API_KEY = "offline-llm-needs-no-key"
-DEFAULT_MAX_ENVIRONMENTS = 10
+
+
+def default_max_environments() -> int:
+    """One environment per core, and one more to run while another waits on a reply.
+
+    On Lambda every environment has a CPU of its own; here they all share this machine's cores,
+    and past about one per core more of them add no parallelism, only contention: the same submit
+    handler costs 1.75 ms of CPU per call looped in 2-3 processes and 3.0 ms in 10, on 2 cores
+    (docs/performance.md)."""
+    return (os.cpu_count() or 1) + 1
 
 
 def forget_dead_handles(pgdata: Path) -> None:
@@ -316,7 +325,7 @@ class Stack:
             return max(s.maximum_concurrency or DEFAULT_CONCURRENCY for s in spec.sqs_sources)
         if spec.reserved_concurrency:
             return spec.reserved_concurrency
-        return int(self.settings.get("DEVSTACK_MAX_ENVIRONMENTS") or DEFAULT_MAX_ENVIRONMENTS)
+        return int(self.settings.get("DEVSTACK_MAX_ENVIRONMENTS") or default_max_environments())
 
     def _function_environment(self, spec: FunctionSpec) -> dict[str, str]:
         """See docs/local-runner.md, "Precedence"."""

@@ -473,6 +473,18 @@ def test_a_new_environment_starts_when_all_are_busy_up_to_the_cap(stack):
     assert stack.pools["EchoFunction"].size <= 3
 
 
+def test_without_a_setting_a_function_gets_one_environment_per_core_and_one_more(project, monkeypatch):
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    with Stack(
+        root=project, template=project / "template.yaml", port=0, read_dotenv=False, database=False,
+        env={"DEVSTACK_MAX_ENVIRONMENTS": ""},
+    ) as running:
+        assert running.pools["EchoFunction"].max_environments == 5
+        assert running.pools["TickerFunction"].max_environments == 5
+        # An SQS consumer keeps the template's MaximumConcurrency, whatever the cores.
+        assert running.pools["ConsumerFunction"].max_environments == 2
+
+
 def test_the_timeout_kills_the_environment_and_the_next_call_cold_starts(stack):
     stack.kill_environments("echo")  # start from a single environment
     before = echo(stack, "/items/t")
