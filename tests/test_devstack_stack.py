@@ -476,7 +476,11 @@ def test_a_new_environment_starts_when_all_are_busy_up_to_the_cap(stack):
 def test_without_a_setting_a_function_gets_one_environment_per_core_and_one_more(project, monkeypatch):
     monkeypatch.setattr("os.cpu_count", lambda: 4)
     with Stack(
-        root=project, template=project / "template.yaml", port=0, read_dotenv=False, database=False,
+        root=project,
+        template=project / "template.yaml",
+        port=0,
+        read_dotenv=False,
+        database=False,
         env={"DEVSTACK_MAX_ENVIRONMENTS": ""},
     ) as running:
         assert running.pools["EchoFunction"].max_environments == 5
