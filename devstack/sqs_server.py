@@ -20,6 +20,7 @@ action, resource]>` when it happens, for the runner to log and record.
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import re
@@ -226,6 +227,10 @@ def main() -> None:
     host, port = sys.argv[1], int(sys.argv[2])
     moto_patches.apply()  # SQS at a flat speed whatever the queue's depth
     server = SqsServer(host, port)
+    # moto, botocore's models and the servers stay for the life of the process: frozen, full
+    # garbage collections no longer walk them (~48k objects, a 15 ms pause of every thread).
+    gc.collect()
+    gc.freeze()
     server.start()
     say("ok")
     for line in sys.stdin:

@@ -10,6 +10,7 @@ function, the API Gateway stand-in, the SQS event source mappings and the schedu
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -254,6 +255,10 @@ class Stack:
                     schedule.start()
         if self.state_file:
             self._write_state()
+        # What the runner has loaded and built lives as long as it does: frozen, a full garbage
+        # collection no longer walks it while every thread waits (40-60 ms at ~110k objects).
+        gc.collect()
+        gc.freeze()
 
     def _enforce_iam(self) -> None:
         queue_names = {lid: url.rstrip("/").rsplit("/", 1)[-1] for lid, url in self._sqs.queue_urls.items()}

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import statistics
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -222,6 +224,38 @@ def test_the_lazy_attributes_equal_motos_own_for_every_kind_of_queue():
         name = f"kind-{number}" + (".fifo" if attributes.get("FifoQueue") else "")
         queue = Queue(name, "us-east-1", "123456789012", **attributes)
         assert dict(moto_patches.QueueAttributes(queue)) == original(queue), attributes
+
+
+FREED_CHECK = """
+import gc, boto3
+from moto import mock_aws
+from moto.sqs.models import Message
+from devstack import moto_patches
+
+moto_patches.apply()
+with mock_aws():
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    url = sqs.create_queue(QueueName="q")["QueueUrl"]
+    gc.collect()
+    gc.disable()  # what is freed is freed by reference counting, at once
+    for number in range(50):
+        sqs.send_message(QueueUrl=url, MessageBody=str(number))
+    held = sum(isinstance(o, Message) for o in gc.get_objects())
+    while batch := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages"):
+        entries = [{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(batch)]
+        sqs.delete_message_batch(QueueUrl=url, Entries=entries)
+    print(held, sum(isinstance(o, Message) for o in gc.get_objects()), len(Message.instances_tracked))
+"""
+
+
+def test_a_deleted_message_leaves_the_servers_memory():
+    # In a process of its own: this one's moto stays unpatched.
+    result = subprocess.run(
+        [sys.executable, "-c", FREED_CHECK], capture_output=True, text=True, check=True, timeout=120
+    )
+    held, left, tracked = map(int, result.stdout.split())
+    assert held == 50  # while queued, each message is in memory once
+    assert left == 0 and tracked == 0  # deleted, none stays behind in moto's list of instances
 
 
 def test_apply_refuses_a_moto_it_was_not_written_for(monkeypatch):
