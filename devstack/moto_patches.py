@@ -184,7 +184,7 @@ def _patch_sqs() -> None:
             if message is None:
                 raise ReceiptHandleIsInvalid()
             self._messages.remove(message)
-        self.pending_messages.discard(message)
+            self.pending_messages.discard(message)
         self.deleted_messages.update(message.all_receipt_handles)
         for handle in message.all_receipt_handles:
             _by_receipt_handle.pop(handle, None)
@@ -204,8 +204,19 @@ def _patch_sqs() -> None:
                 "VisibilityTimeout for the message is beyond the limit [43200 seconds]"
             )
         message.change_visibility(visibility_timeout)
-        if message.visible and message in queue.pending_messages:
-            queue.pending_messages.remove(message)
+        if message.visible:
+            with queue._messages_lock:
+                queue.pending_messages.discard(message)
+
+    receive_message = SQSBackend.receive_message
+
+    def locked_receive_message(self, queue_name: str, *args: Any, **kwargs: Any) -> list:
+        # moto iterates the queue's set of in-flight messages while other threads' deletes and
+        # visibility changes change it ("Set changed size during iteration": a 500 to the receive).
+        # Changes to the set hold the queue's lock, so the receive does too; the lock is a
+        # Condition on an RLock, which the long poll's wait releases.
+        with self.get_queue(queue_name)._messages_lock:
+            return receive_message(self, queue_name, *args, **kwargs)
 
     def is_message_valid_based_on_retention_period(self, queue_name: str, message) -> bool:
         # The same value get_queue_attributes(["MessageRetentionPeriod"]) returns, read directly.
@@ -222,4 +233,5 @@ def _patch_sqs() -> None:
     Queue.messages = property(lambda self: VisibleMessages(self._messages))
     Queue.delete_message = delete_message
     SQSBackend.change_message_visibility = change_message_visibility
+    SQSBackend.receive_message = locked_receive_message
     SQSBackend.is_message_valid_based_on_retention_period = is_message_valid_based_on_retention_period
