@@ -209,7 +209,7 @@ def test_all_attributes_as_moto_reports_them(sqs):
 
 
 def test_the_lazy_attributes_equal_motos_own_for_every_kind_of_queue():
-    from moto.sqs.models import Queue, sqs_backends
+    from moto.sqs.models import Message, Queue, sqs_backends
 
     # This process's moto is not patched (only the server's is): its property is the original.
     original = Queue.attributes.fget
@@ -227,6 +227,23 @@ def test_the_lazy_attributes_equal_motos_own_for_every_kind_of_queue():
         name = f"kind-{number}" + (".fifo" if attributes.get("FifoQueue") else "")
         queue = Queue(name, "us-east-1", "123456789012", **attributes)
         assert dict(moto_patches.QueueAttributes(queue)) == original(queue), attributes
+    # The counts, with messages visible, in flight, delayed, and delayed and in flight.
+    queue = Queue("counted", "us-east-1", "123456789012")
+    for number, (delay, visibility) in enumerate(
+        [(0, 0), (0, 0), (0, 30), (0, 30), (0, 30), (60, 0), (60, 30)]
+    ):
+        message = Message(f"m-{number}", "body")
+        message.mark_sent(delay_seconds=delay)
+        if visibility:
+            message.mark_received(visibility_timeout=visibility)
+        queue._messages.append(message)
+    counts = {name: original(queue)[name] for name in moto_patches._COUNT_ATTRIBUTES}
+    assert counts == {
+        "ApproximateNumberOfMessages": 2,
+        "ApproximateNumberOfMessagesNotVisible": 4,
+        "ApproximateNumberOfMessagesDelayed": 2,
+    }
+    assert dict(moto_patches.QueueAttributes(queue)) == original(queue)
 
 
 def test_receives_deletes_and_visibility_changes_at_once_never_fail_and_lose_nothing(sqs):
@@ -369,3 +386,7 @@ def test_send_receive_and_delete_stay_flat_from_empty_to_5000_messages(sqs):
         assert ratio < FLAT_RATIO, (
             f"{operation}: {empty[operation]:.1f} ms empty, {deep[operation]:.1f} ms at {DEPTH}"
         )
+    # The counts are a pass over the messages, but a cheap one: moto's read the clock through
+    # datetime twice per message, ~600 ms for the three at this depth, hundreds of sends.
+    counting = _median_ms(5, lambda n: counts(sqs, url))
+    assert counting < 10 * deep["send"], f"counts {counting:.1f} ms, a send {deep['send']:.1f} ms"
