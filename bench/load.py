@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -62,11 +63,16 @@ def run(plan: Plan) -> dict:
     if plan.body is not None:
         headers.setdefault("Content-Type", "application/json")
 
+    # Unique across runs too: a step that reused an earlier step's numbers would send documents the
+    # service has processed already, and the consumer would serve them from its result cache at
+    # CPU speed instead of waiting on the LLM.
+    run_id = uuid.uuid4().hex[:8]
+
     def body_of(ticket: int) -> bytes | None:
         if plan.body is None:
             return None
         if plan.number_token:
-            return plan.body.replace(plan.number_token, str(ticket)).encode()
+            return plan.body.replace(plan.number_token, f"{run_id}-{ticket}").encode()
         return plan.body.encode()
 
     if not plan.keep_alive:

@@ -52,8 +52,9 @@ GUIDELINES = """# Remote work security guidelines
 
 Document reference: RW-SEC-{number}.
 """
-# Each submission gets its own reference number: identical documents would be served from the
-# service's result cache instead of the LLM, and the end-to-end run measures the LLM path.
+# Each submission gets its own reference number, unique across the run (bench.load): identical
+# documents would be served from the service's result cache instead of the LLM, and every step
+# measures the LLM path.
 NUMBER = "{number}"
 
 
