@@ -12,7 +12,6 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from openai import OpenAI
 
-from guideline_ingest.coldstart import keep_what_init_built
 from guideline_ingest.config import process_settings
 from guideline_ingest.logic.chain import Chain
 from guideline_ingest.logic.processing import process_job
@@ -70,7 +69,3 @@ def handler(event: dict, context: LambdaContext) -> dict:
     return process_partial_response(
         event=event, record_handler=partial(run_job, deadline=deadline), processor=processor, context=context
     )
-
-
-# Last, once everything above exists: what init built is exempt from garbage collection.
-keep_what_init_built()

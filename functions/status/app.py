@@ -9,7 +9,6 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from guideline_ingest.api import health
 from guideline_ingest.api.jobs import reading, writing
 from guideline_ingest.api.resolver import OPENAPI, create_resolver
-from guideline_ingest.coldstart import keep_what_init_built
 from guideline_ingest.config import status_settings
 from guideline_ingest.observability import logger
 from guideline_ingest.snapstart import register_restore_hooks
@@ -30,7 +29,3 @@ def get_openapi_document() -> dict:
 @logger.inject_lambda_context
 def handler(event: dict, context: LambdaContext) -> dict:
     return app.resolve(event, context)
-
-
-# Last, once everything above exists: what init built is exempt from garbage collection.
-keep_what_init_built()

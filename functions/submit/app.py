@@ -4,7 +4,6 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from guideline_ingest.api.jobs import writing
 from guideline_ingest.api.resolver import create_resolver
-from guideline_ingest.coldstart import keep_what_init_built
 from guideline_ingest.config import submit_settings
 from guideline_ingest.observability import logger, metrics
 from guideline_ingest.queue import sqs_client
@@ -24,7 +23,3 @@ register_restore_hooks()
 @metrics.log_metrics
 def handler(event: dict, context: LambdaContext) -> dict:
     return app.resolve(event, context)
-
-
-# Last, once everything above exists: what init built is exempt from garbage collection.
-keep_what_init_built()

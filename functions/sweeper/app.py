@@ -7,7 +7,6 @@ from dataclasses import asdict
 from aws_lambda_powertools import Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from guideline_ingest.coldstart import keep_what_init_built
 from guideline_ingest.config import sweeper_settings
 from guideline_ingest.logic.sweeping import sweep
 from guideline_ingest.observability import logger, metrics
@@ -21,7 +20,3 @@ settings = sweeper_settings()
 @metrics.log_metrics
 def handler(event: dict, context: LambdaContext) -> dict:
     return asdict(sweep(settings))
-
-
-# Last, once everything above exists: what init built is exempt from garbage collection.
-keep_what_init_built()

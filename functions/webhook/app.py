@@ -12,7 +12,6 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from guideline_ingest.coldstart import keep_what_init_built
 from guideline_ingest.config import webhook_settings
 from guideline_ingest.logic.notification import deliver_webhook
 from guideline_ingest.models import JobMessage
@@ -48,7 +47,3 @@ def deliver(record: SQSRecord) -> None:
 @metrics.log_metrics
 def handler(event: dict, context: LambdaContext) -> dict:
     return process_partial_response(event=event, record_handler=deliver, processor=processor, context=context)
-
-
-# Last, once everything above exists: what init built is exempt from garbage collection.
-keep_what_init_built()
