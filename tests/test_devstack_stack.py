@@ -166,14 +166,17 @@ def out_file(project) -> Path:
     return path
 
 
+def sample_stack(project, **options) -> Stack:
+    """The test project's stack on any free port, without a database or a .env."""
+    return Stack(
+        root=project, template=project / "template.yaml", port=0, read_dotenv=False, database=False, **options
+    )
+
+
 @pytest.fixture(scope="module")
 def stack(project, out_file):
-    with Stack(
-        root=project,
-        template=project / "template.yaml",
-        port=0,
-        read_dotenv=False,
-        database=False,
+    with sample_stack(
+        project,
         env={"API_KEYS": f"{API_KEY},second-key", "DEVSTACK_MAX_ENVIRONMENTS": "3"},
         parameter_overrides={"WorkVisibility": 1},
         function_env={"OUT_FILE": str(out_file)},
@@ -475,14 +478,7 @@ def test_a_new_environment_starts_when_all_are_busy_up_to_the_cap(stack):
 
 def test_without_a_setting_a_function_gets_one_environment_per_core_and_one_more(project, monkeypatch):
     monkeypatch.setattr("os.cpu_count", lambda: 4)
-    with Stack(
-        root=project,
-        template=project / "template.yaml",
-        port=0,
-        read_dotenv=False,
-        database=False,
-        env={"DEVSTACK_MAX_ENVIRONMENTS": ""},
-    ) as running:
+    with sample_stack(project, env={"DEVSTACK_MAX_ENVIRONMENTS": ""}) as running:
         assert running.pools["EchoFunction"].max_environments == 5
         assert running.pools["TickerFunction"].max_environments == 5
         # An SQS consumer keeps the template's MaximumConcurrency, whatever the cores.
