@@ -18,6 +18,12 @@ The changes keep moto's semantics and do the same work in O(1) or O(messages in 
 - receipt handles are indexed when a message is received, so a delete or a visibility change finds
   its message at once (and removes it with one C-level list operation).
 
+Two fixes are not about speed alone: moto's `BaseModel` keeps every instance in a class-wide list
+for its dashboard, so every message ever sent stayed in memory and in every full garbage collection
+(messages are no longer listed); and a receive iterated the queue's set of in-flight messages while
+a delete or a visibility change in another thread changed it (receives now hold the queue's lock,
+as those changes do).
+
 Two more costs are per request, not per message: moto's server finds the service of each request
 by listing its own package directory (a stat per service) and matching every service's URL
 patterns, under one lock; and each call lists its response class's methods with
