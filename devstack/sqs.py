@@ -41,7 +41,8 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def sqs_client(endpoint: str, credentials: dict[str, str] | None = None, **config):
-    """A client with the runner's own credentials, or `credentials` (a function role's)."""
+    """A client with the runner's own credentials, or `credentials` (a function role's); `config`
+    is botocore's, over two retries in standard mode."""
     credentials = credentials or FAKE_CREDENTIALS
     return boto3.client(
         "sqs",
@@ -50,7 +51,7 @@ def sqs_client(endpoint: str, credentials: dict[str, str] | None = None, **confi
         aws_access_key_id=credentials["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=credentials["AWS_SECRET_ACCESS_KEY"],
         aws_session_token=credentials["AWS_SESSION_TOKEN"],
-        config=Config(retries={"max_attempts": 2, "mode": "standard"}, **config),
+        config=Config(**({"retries": {"max_attempts": 2, "mode": "standard"}} | config)),
     )
 
 

@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import statistics
 import subprocess
 import sys
 import threading
 import time
 import uuid
+from queue import Empty, SimpleQueue
 
-import boto3
 import pytest
-from botocore.config import Config
 
 from devstack import moto_patches
 from devstack.sqs import LocalSQS, sqs_client
@@ -253,15 +251,9 @@ def test_receives_deletes_and_visibility_changes_at_once_never_fail_and_lose_not
     # A race: without the patch's lock this fails about one run in three (a 500 or an invalid handle).
     url = new_queue(sqs, VisibilityTimeout=60)
     fill(sqs, url, 1500)
-    client = boto3.client(
-        "sqs",
-        endpoint_url=sqs.meta.endpoint_url,
-        region_name=sqs.meta.region_name,
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-        config=Config(retries={"total_max_attempts": 1}, max_pool_connections=20),
-    )
-    received: queue.SimpleQueue[str] = queue.SimpleQueue()
+    # No retries: a 500 must show, not be retried away.
+    client = sqs_client(sqs.meta.endpoint_url, retries={"total_max_attempts": 1}, max_pool_connections=20)
+    received: SimpleQueue[str] = SimpleQueue()
     deleted: list[str] = []
     failures: list[BaseException] = []
     done = threading.Event()
@@ -276,7 +268,7 @@ def test_receives_deletes_and_visibility_changes_at_once_never_fail_and_lose_not
         while not done.is_set():
             try:
                 handle = received.get(timeout=0.1)
-            except queue.Empty:
+            except Empty:
                 continue
             count += 1
             if count % release_every == 0:  # back to the queue, to be received again
