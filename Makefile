@@ -1,7 +1,8 @@
 # One entry point for every task. The virtualenv is created on first use, so a
 # fresh machine needs only Python 3.11+ and make.
 SHELL := /bin/bash
-PYTHON ?= python3
+# The interpreter .venv is built from (scripts/venv-python.sh says which, and why).
+PYTHON ?= $(shell scripts/venv-python.sh)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed

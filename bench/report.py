@@ -233,6 +233,7 @@ def _verdict(met: bool | None) -> str:
 
 def markdown(results: dict, checks: list[dict], chart: str | None) -> str:
     m = results["machine"]
+    interpreter = f" ({m['interpreter']})" if m.get("interpreter") else ""  # older results lack it
     code = results.get("code") or {}
     version = f"commit {code.get('commit')}" + (
         " with uncommitted changes" if code.get("uncommitted_changes") else ""
@@ -240,7 +241,7 @@ def markdown(results: dict, checks: list[dict], chart: str | None) -> str:
     parts = [
         f"Run of {results['started_at']} ({version}; {results['profile']} profile, "
         f"{results['duration_s']:.0f} s): "
-        f"{m['cpus']} CPUs, Python {m['python']}, {m['platform']}; "
+        f"{m['cpus']} CPUs, Python {m['python']}{interpreter}, {m['platform']}; "
         f"load average at start {' / '.join(map(str, m['load_average_at_start']))}.",
         "",
         "**Targets**",
