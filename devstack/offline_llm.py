@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import http.client
 import json
 import math
 import os
@@ -20,6 +21,7 @@ import random
 import re
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -823,6 +825,80 @@ class OfflineLLM:
             return 400, error_body(400, f"bad fault settings: {error}")
 
 
+class OfflineLLMProcess:
+    """The endpoint in a process of its own, driven over its control endpoints: the methods of
+    OfflineLLM that the stack, its tests and the benchmarks use.
+
+    A hosted model runs apart from the service. In the runner's process, its answers (a few ms of
+    CPU each, two per job) held the interpreter lock that the API front and the event source
+    mapping need (docs/performance.md). The server exits when its stdin closes, so a runner that
+    is killed takes it along."""
+
+    def __init__(self, host: str = "127.0.0.1", latency_ms: float = 0.0, faults: str = ""):
+        parse_faults(faults)  # a bad setting fails here, in the runner, with its message
+        self.host = host
+        self._command = [sys.executable, "-m", "devstack.offline_llm", "--host", host, "--port", "0"]
+        self._command += ["--latency-ms", str(_non_negative("latency_ms", latency_ms)), "--faults", faults]
+        self._command.append("--until-stdin-closes")
+        self._process: subprocess.Popen | None = None
+        self.url = ""
+
+    def start(self) -> OfflineLLMProcess:
+        self._process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            self._command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # Ctrl-C reaches the runner, which stops it
+        )
+        first = self._process.stdout.readline()
+        if not first.startswith("offline llm: "):
+            self.stop()
+            raise RuntimeError(f"the offline LLM did not start: {first!r}")
+        self.url = first.removeprefix("offline llm: ").strip()
+        return self
+
+    def stop(self) -> None:
+        if self._process is None:
+            return
+        self._process.stdin.close()
+        try:
+            self._process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        self._process.stdout.close()
+        self._process = None
+
+    def set_faults(self, spec: str | dict | None = None, **settings: object) -> dict:
+        """As OfflineLLM.set_faults."""
+        return self._call("POST", "/_faults", {**parse_faults(spec), **parse_faults(settings)})
+
+    @property
+    def faults(self) -> dict:
+        return self._call("GET", "/_faults")
+
+    def stats(self) -> dict:
+        return self._call("GET", "/_stats")
+
+    def reset_stats(self) -> None:
+        self._call("DELETE", "/_stats")
+
+    def _call(self, method: str, path: str, body: dict | None = None) -> dict:
+        split = urlsplit(self.url)
+        connection = http.client.HTTPConnection(split.hostname, split.port, timeout=10)
+        try:
+            payload = json.dumps(body).encode() if body is not None else None
+            connection.request(method, path, body=payload, headers={"Content-Type": "application/json"})
+            response = connection.getresponse()
+            answer = json.loads(response.read() or b"{}")
+        finally:
+            connection.close()
+        if response.status != 200:
+            raise ValueError(answer.get("error", {}).get("message", f"HTTP {response.status}"))
+        return answer
+
+
 # ---------------------------------------------------------------------------------------------
 # python -m devstack.offline_llm
 # ---------------------------------------------------------------------------------------------
@@ -838,10 +914,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--faults", help="e.g. 429=0.3,500=0.1,timeout=0.05 (default: $OFFLINE_LLM_FAULTS)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--verbose", action="store_true", help="one line per request on stderr")
+    parser.add_argument(
+        "--until-stdin-closes", action="store_true", help="stop when stdin closes (a parent's pipe)"
+    )
     args = parser.parse_args(argv)
     stopping = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopping.set())
+    if args.until_stdin_closes:
+        threading.Thread(target=lambda: (sys.stdin.read(), stopping.set()), daemon=True).start()
     llm = OfflineLLM(args.host, args.port, args.latency_ms, args.faults, args.seed, verbose=args.verbose)
     with llm.start():
         print(f"offline llm: {llm.url}", flush=True)

@@ -305,15 +305,13 @@ class Stack:
         base_url = self.settings.get("OPENAI_BASE_URL")
         if key or base_url:
             return LlmChoice(base_url, key or "not-needed", offline=False)
-        from devstack.offline_llm import OfflineLLM
+        from devstack.offline_llm import OfflineLLMProcess
 
         latency = self.settings.get("OFFLINE_LLM_LATENCY_MS")
-        llm_log = logging.getLogger("devstack.llm")
-        self.offline_llm = OfflineLLM(
+        self.offline_llm = OfflineLLMProcess(
             self.host,
             latency_ms=float(latency) if latency else 0.0,
             faults=self.settings.get("OFFLINE_LLM_FAULTS") or "",
-            log=lambda line: llm_log.info("%s", line),
         ).start()
         return LlmChoice(self.offline_llm.url, OFFLINE_API_KEY, offline=True)
 

@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from devstack.offline_llm import (
     MAX_SUMMARY_CHARS,
     OfflineLLM,
+    OfflineLLMProcess,
     SchemaFiller,
     category_of,
     obligations,
@@ -530,3 +531,40 @@ def test_schema_filler_pads_short_lists_and_refuses_what_it_cannot_fill():
         fill({"type": "object", "properties": {"x": 1}})
     with pytest.raises(ValueError, match="deeply"):
         fill({"$defs": {"Loop": {"$ref": "#/$defs/Loop"}}, "$ref": "#/$defs/Loop"})
+
+
+def test_in_a_process_of_its_own_it_answers_and_is_driven_as_in_the_runner():
+    server = OfflineLLMProcess(latency_ms=0, faults="500=1").start()
+    try:
+        client = OpenAI(base_url=server.url, api_key="offline", max_retries=0)
+        with pytest.raises(openai.InternalServerError):
+            client.chat.completions.create(model="m", messages=[{"role": "user", "content": GUIDELINES}])
+        server.set_faults({"500": 0}, latency_ms=50)
+        assert server.faults["latency_ms"] == 50 and "500" not in server.faults
+        started = time.perf_counter()
+        client.chat.completions.create(model="m", messages=[{"role": "user", "content": GUIDELINES}])
+        assert time.perf_counter() - started >= 0.05
+        assert server.stats() == {"requests": 2, "by_status": {"500": 1, "200": 1}}
+        server.reset_stats()
+        assert server.stats()["requests"] == 0
+        assert server.set_faults(reset=True)["500"] == 1  # the settings it started with
+        with pytest.raises(ValueError, match="unknown fault"):
+            server.set_faults(**{"teapot": 1})
+    finally:
+        server.stop()
+    with pytest.raises(openai.APIConnectionError):
+        client.models.list()
+
+
+def test_a_bad_fault_setting_fails_in_the_parent_before_a_process_starts():
+    with pytest.raises(ValueError, match="probability"):
+        OfflineLLMProcess(faults="429=2")
+
+
+def test_in_a_process_of_its_own_it_exits_when_its_parent_dies():
+    """A runner killed with SIGKILL closes the server's stdin: the server must not outlive it."""
+    server = OfflineLLMProcess().start()
+    process = server._process
+    process.stdin.close()  # what the kernel does for a parent that died
+    assert process.wait(timeout=10) == 0
+    server._process.stdout.close()
