@@ -38,8 +38,11 @@ def cpu_seconds(pid: int) -> float:
 
 
 def by_process(stack) -> dict[str, list[int]]:
-    """Process name -> pids: the runner (this process), the SQS server, each function's environments."""
+    """Process name -> pids: the runner (this process), the SQS server, the offline LLM, each
+    function's environments."""
     processes = {"runner": [os.getpid()], "sqs server": [stack._sqs._server.pid]}
+    if stack.offline_llm is not None:
+        processes["offline llm"] = [stack.offline_llm.pid]
     for logical_id, pool in stack.pools.items():
         pids = [env.process.pid for env in list(pool._all)]
         if pids:

@@ -870,6 +870,10 @@ class OfflineLLMProcess:
         self._process.stdout.close()
         self._process = None
 
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
     def set_faults(self, spec: str | dict | None = None, **settings: object) -> dict:
         """As OfflineLLM.set_faults."""
         return self._call("POST", "/_faults", {**parse_faults(spec), **parse_faults(settings)})
