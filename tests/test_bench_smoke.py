@@ -261,6 +261,15 @@ def test_the_report_has_tables_and_a_chart(results, tmp_path):
     assert docs.read_text().startswith("intro\n") and "STALE SECTION" not in docs.read_text()
 
 
+def test_the_report_says_when_the_machine_itself_was_too_slow_for_a_target(results):
+    """The bare floor (100 req/s, p99 25 ms here) tells a slow phase of the machine from a slow service."""
+    text = report.markdown(results, report.evaluate(results), None)
+    assert "gave 100.0 req/s with a p99 of 25.0 ms at 10 keep-alive clients; it misses 300 req/s" in text
+    bare = next(s for s in results["api"]["scenarios"] if s["target"] == "floor_bare")
+    bare["throughput_rps"] = 400.0
+    assert "it meets the POST targets at 10 clients" in report.markdown(results, [], None)
+
+
 def test_profiles_are_summarised_by_inclusive_share(tmp_path):
     from bench.profile import top_frames
 
