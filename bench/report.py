@@ -239,14 +239,11 @@ def _machine_speed(results: dict) -> str | None:
     bare = _scenario(results, "floor_bare", 10, "keep-alive")
     if not bare:
         return None
-    misses = [
-        name
-        for name, missed in (
-            (f"{TARGET_POST_RPS_10} req/s", bare["throughput_rps"] < TARGET_POST_RPS_10),
-            (f"a p99 of {TARGET_P99_MS} ms", bare["p99_ms"] > TARGET_P99_MS),
-        )
-        if missed
-    ]
+    misses = []
+    if bare["throughput_rps"] < TARGET_POST_RPS_10:
+        misses.append(f"{TARGET_POST_RPS_10} req/s")
+    if bare["p99_ms"] > TARGET_P99_MS:
+        misses.append(f"a p99 of {TARGET_P99_MS} ms")
     verdict = (
         f"it misses {' and '.join(misses)} itself: in this run no service doing that work on this "
         "stack could have met them"

@@ -6,7 +6,8 @@ the requested schema, with checklist items taken from the sentences of the guide
 obligations. Latency and faults (429 with Retry-After, 5xx, hangs, a poison substring) can be set at
 start and changed at run time, for benchmarks and the retry tests.
 
-Standard library only: the local runner starts it on every `make dev` and must not pay for imports.
+Standard library only (devstack.children is too): the local runner starts it on every `make dev`
+and must not pay for imports.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
+
+from devstack.children import end_child
 
 DEFAULT_MODEL = "offline-llm"
 MAX_CHECKLIST_ITEMS = 20
@@ -836,7 +839,6 @@ class OfflineLLMProcess:
 
     def __init__(self, host: str = "127.0.0.1", latency_ms: float = 0.0, faults: str = ""):
         parse_faults(faults)  # a bad setting fails here, in the runner, with its message
-        self.host = host
         self._command = [sys.executable, "-m", "devstack.offline_llm", "--host", host, "--port", "0"]
         self._command += ["--latency-ms", str(_non_negative("latency_ms", latency_ms)), "--faults", faults]
         self._command.append("--until-stdin-closes")
@@ -861,12 +863,7 @@ class OfflineLLMProcess:
     def stop(self) -> None:
         if self._process is None:
             return
-        self._process.stdin.close()
-        try:
-            self._process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
+        end_child(self._process)
         self._process.stdout.close()
         self._process = None
 
@@ -926,7 +923,12 @@ def main(argv: list[str] | None = None) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopping.set())
     if args.until_stdin_closes:
-        threading.Thread(target=lambda: (sys.stdin.read(), stopping.set()), daemon=True).start()
+
+        def stop_at_end_of_input() -> None:
+            sys.stdin.read()
+            stopping.set()
+
+        threading.Thread(target=stop_at_end_of_input, daemon=True).start()
     llm = OfflineLLM(args.host, args.port, args.latency_ms, args.faults, args.seed, verbose=args.verbose)
     with llm.start():
         print(f"offline llm: {llm.url}", flush=True)

@@ -20,6 +20,7 @@ from queue import Queue
 import boto3
 from botocore.config import Config
 
+from devstack.children import end_child
 from devstack.iam import Role
 from devstack.sqs_iam import Denial
 from devstack.template import REGION, QueueSpec, queue_arn
@@ -157,12 +158,7 @@ class LocalSQS:
     def close(self) -> None:
         if self._server is None:
             return
-        self._server.stdin.close()
-        try:
-            self._server.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self._server.kill()
-            self._server.wait()
+        end_child(self._server)
         self._reader.join(timeout=5)
         self._server.stdout.close()
         self._server = None
