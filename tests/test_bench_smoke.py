@@ -282,3 +282,14 @@ def test_profiles_are_summarised_by_inclusive_share(tmp_path):
     assert shares["handle (api.py)"] == 100.0  # lines of one function count once
     assert shares["send (sqs.py)"] == 75.0
     assert shares["parse (api.py)"] == 25.0
+
+
+def test_posts_are_grouped_by_the_invocation_edges_they_met():
+    """An edge counts while a POST runs and in the 20 ms before it; the slow share is of the p99."""
+    from bench.profile import group_by_edges
+
+    quick = [(float(second), 0.010) for second in range(50)]  # none near an edge
+    slow = (200.0, 0.050)  # from 200.0 to 200.05 s: one edge before it, two during it
+    rows, slow_at_edges = group_by_edges([*quick, slow], edges=[200.04, 199.99, 200.01, 150.5])
+    assert rows == [(0, 50, 10.0, 10.0, 10.0), (3, 1, 50.0, 50.0, 50.0)]
+    assert slow_at_edges == 1.0  # the p99 of 51 POSTs is the slow one
