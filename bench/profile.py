@@ -31,7 +31,7 @@ from pathlib import Path
 import psycopg
 
 from bench.load import drive, finish, start
-from bench.run import E2E_LLM_LATENCY_MS, ROOT, _numbered, _stack_settings, submission
+from bench.run import E2E_LLM_LATENCY_MS, ROOT, _numbered, _stack_settings, log_as_make_dev_does, submission
 from bench.stats import percentile
 
 OUT = ROOT / ".local" / "bench" / "profile"
@@ -150,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("py-spy is not installed: .venv/bin/pip install py-spy")
     from devstack.stack import Stack
 
+    log_as_make_dev_does()
     OUT.mkdir(parents=True, exist_ok=True)
     with (
         tempfile.TemporaryDirectory(prefix="bench-profile-") as scratch,

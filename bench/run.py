@@ -27,8 +27,11 @@ import psycopg
 from bench import coldstart, queries
 from bench.load import Plan, drive, finish, start
 from bench.stats import summarize
+from devstack import logs
 
 ROOT = Path(__file__).resolve().parent.parent
+# What the stack logged during the last run (bench.run.log_as_make_dev_does).
+STACK_LOG = ROOT / ".local" / "bench" / "stack.log"
 FLOOR_TEMPLATE = ROOT / "bench" / "floor_function" / "template.yaml"
 PROCESS_EVENT = ROOT / "events" / "process.json"
 E2E_LLM_LATENCY_MS = 300
@@ -658,10 +661,21 @@ def machine() -> dict:
     }
 
 
+def log_as_make_dev_does() -> None:
+    """The runner and the functions log at INFO, as under `make dev`: writing those lines is part of
+    the runner's work for each request (about 850 bytes a POST). They go to STACK_LOG rather than
+    the terminal; warnings are shown as well."""
+    STACK_LOG.parent.mkdir(parents=True, exist_ok=True)
+    logs.configure("INFO", stream=STACK_LOG.open("w", encoding="utf-8"))  # open while the run lasts
+    shown = logging.StreamHandler(sys.stderr)
+    shown.setLevel(logging.WARNING)
+    shown.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(shown)
+
+
 def run(profile: Profile, base_url: str | None = None, api_key: str | None = None, say=print) -> dict:
     started = time.perf_counter()
-    # The runner logs each request at INFO; only its warnings belong in a benchmark's output.
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    log_as_make_dev_does()
     results: dict = {
         "date": time.strftime("%Y-%m-%d"),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
