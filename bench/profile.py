@@ -36,6 +36,8 @@ from bench.stats import percentile
 
 OUT = ROOT / ".local" / "bench" / "profile"
 TICKS = os.sysconf("SC_CLK_TCK")
+# POSTs that met this many invocation edges or more are counted together.
+MOST_EDGES = 4
 
 
 def cpu_seconds(pid: int) -> float:
@@ -92,7 +94,7 @@ def posts_by_invocation_edges(stack, post, requests: int) -> tuple[list[tuple], 
 
 def group_by_edges(posts: list[tuple[float, float]], edges: list[float]) -> tuple[list[tuple], float]:
     """POSTs (start, seconds) by how many edges (instants) fell while each ran or in the 20 ms
-    before it, four or more counted together: rows (edges, POSTs, p50, p90, p99 in ms), and the
+    before it, MOST_EDGES or more counted together: rows (edges, POSTs, p50, p90, p99 in ms), and the
     share of the POSTs at or over the p99 of all that met at least one."""
     edges = sorted(edges)
 
@@ -101,7 +103,7 @@ def group_by_edges(posts: list[tuple[float, float]], edges: list[float]) -> tupl
 
     groups: dict[int, list[float]] = collections.defaultdict(list)
     for began, seconds in posts:
-        groups[min(met(began, seconds), 4)].append(1000 * seconds)
+        groups[min(met(began, seconds), MOST_EDGES)].append(1000 * seconds)
     rows = []
     for count in sorted(groups):
         ordered = sorted(groups[count])
@@ -194,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         jobs = completed_jobs(stack.database_url) - completed_before
     print("POSTs at 10 clients by the process invocations that started or ended while they ran (no py-spy):")
     for edges, count, p50, p90, p99 in edge_rows:
-        label = f"{edges}+" if edges == 4 else str(edges)
+        label = f"{edges}+" if edges == MOST_EDGES else str(edges)
         print(f"  {label:>2} edges  {count:5} POSTs  p50 {p50:6.1f}  p90 {p90:6.1f}  p99 {p99:6.1f} ms")
     print(f"  {100 * slow_at_edges:.0f}% of the POSTs at or over the p99 met at least one\n")
     print(f"{done} POSTs in {result['wall_s']:.1f} s ({done / result['wall_s']:.0f} req/s), 10 clients")

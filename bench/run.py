@@ -663,8 +663,8 @@ def machine() -> dict:
 
 def log_as_make_dev_does() -> None:
     """The runner and the functions log at INFO, as under `make dev`: writing those lines is part of
-    the runner's work for each request (about 850 bytes a POST). They go to STACK_LOG rather than
-    the terminal; warnings are shown as well."""
+    the runner's work for each request. They go to STACK_LOG rather than the terminal; warnings are
+    shown as well."""
     STACK_LOG.parent.mkdir(parents=True, exist_ok=True)
     logs.configure("INFO", stream=STACK_LOG.open("w", encoding="utf-8"))  # open while the run lasts
     shown = logging.StreamHandler(sys.stderr)
