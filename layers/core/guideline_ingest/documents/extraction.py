@@ -350,6 +350,7 @@ class _DocxBody:
         self.heading_levels = heading_levels
         self.paragraph: list[str] | None = None
         self.level: int | None = None
+        self.listed = False
         self.in_text = False
         self.skipping = 0  # depth inside mc:Fallback (the same content again, for old readers)
         self.rows: list[list[str]] = []
@@ -371,7 +372,9 @@ class _DocxBody:
             return
         local = tag[len(_W) :]
         if local == "p":
-            self.paragraph, self.level = [], None
+            self.paragraph, self.level, self.listed = [], None, False
+        elif local == "numPr":
+            self.listed = True
         elif local == "pStyle" and self.paragraph is not None:
             self.level = self.heading_levels.get(attributes.get(_W + "val", ""), self.level)
         elif (
@@ -404,7 +407,7 @@ class _DocxBody:
             elif self.level is not None:
                 self.builder.heading(self.level, text)
             else:
-                self.builder.block(text)
+                self.builder.block(f"- {text}" if self.listed and text.strip() else text)
             self.paragraph = None
         elif local == "tc" and self.cells:
             cell = " ".join(" ".join(self.cells.pop()).split())
@@ -557,10 +560,14 @@ def _check_chars(text: str, limits: DocumentLimits) -> None:
         )
 
 
+# YAML front matter (Jekyll, Hugo, pandoc) is metadata, not text; CommonMark would read a heading in it.
+_FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n.*?\r?\n(?:---|\.\.\.)[ \t]*(?:\r?\n|\Z)", re.DOTALL)
+
+
 def _read_markdown(data: bytes, limits: DocumentLimits) -> ExtractedDocument:
     from markdown_it import MarkdownIt  # the process function alone carries it
 
-    source = _decode_text(data, limits)
+    source = _FRONT_MATTER.sub("", _decode_text(data, limits), count=1)
     tokens = MarkdownIt("commonmark").enable("table").parse(source)
     builder = _Builder(DocumentFormat.MARKDOWN, limits)
     heading: int | None = None
