@@ -8,6 +8,7 @@ a PDF with Pillow, a zip bomb, empty files.
 from __future__ import annotations
 
 import io
+import itertools
 import re
 import unicodedata
 import zipfile
@@ -371,52 +372,85 @@ def test_other_files_are_unsupported(data):
 MIN_SENTENCES = {CSF: 9, SP800_115: 270, SP800_66: 150}
 NORMATIVE = re.compile(r"\b(?:shall|should|must)\b", re.IGNORECASE)
 STRAIGHT = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"'})
-
-
-def _page_texts(name: str) -> list[str]:
-    pdf = pypdfium2.PdfDocument(read(name))
-    try:
-        return [pdf[index].get_textpage().get_text_range() for index in range(len(pdf))]
-    finally:
-        pdf.close()
+SENTENCE_END = re.compile(r"(?<=[.;:?!])\s+(?=[A-Z\u2022])|\n\s*\u2022\s*")
 
 
 def _as_a_model_copies(sentence: str) -> str:
     """One line, words hyphenated at line ends joined, straight quotes, no ligatures."""
-    sentence = re.sub(r"(?<=[^\W\d_])[-\u00ad]\s*\n\s*(?=[^\W\d_])", "", sentence.replace("\r\n", "\n"))
-    sentence = sentence.replace("\ufffe", "-").translate(STRAIGHT)
-    return " ".join(unicodedata.normalize("NFKC", sentence).split())
+    sentence = re.sub(r"(?<=[^\W\d_])[-\u00ad]\s*\n\s*(?=[^\W\d_])", "", sentence)
+    return " ".join(unicodedata.normalize("NFKC", sentence.translate(STRAIGHT)).split())
 
 
-def _normative_sentences(page_text: str) -> list[str]:
-    lines = page_text.replace("\r\n", "\n").split("\n")
-    # A running head in capitals opens most pages; a model quotes the sentence after it, not it.
-    if lines and lines[0].strip().isupper():
-        lines = lines[1:]
-    sentences = re.split(
-        r"(?<=[.;:?!])\s+(?=[A-Z\u2022\x1f\uf0b7])|\n\s*[\u2022\x1f\uf0b7]", "\n".join(lines)
-    )
-    return [s.strip(" \n\u2022\x1f\uf0b7") for s in sentences if NORMATIVE.search(s) and len(s.split()) >= 5]
+def _pages(document: ExtractedDocument) -> list[tuple[int, str]]:
+    """The text of each page, as the model reads it in its chunk."""
+    starts: dict[int, int] = {}
+    for anchor in document.anchors:
+        starts.setdefault(anchor.location.page, anchor.start)
+    bounds = [*starts.items(), (None, len(document.text))]
+    return [(page, document.text[start:end]) for (page, start), (_, end) in itertools.pairwise(bounds)]
+
+
+def _normative(sentences: list[str]) -> list[str]:
+    return [s.strip(" \n\u2022") for s in sentences if NORMATIVE.search(s) and len(s.split()) >= 5]
 
 
 @pytest.mark.parametrize("name", PDFS)
 def test_every_normative_sentence_is_found_on_its_page(name):
     document = extracted(name)
     searchable = SearchableText(document.text)
-    pages = [SearchableText(text) for text in _page_texts(name)]
+    pages = _pages(document)
+    per_page = [SearchableText(text) for _, text in pages]
     checked, missing, wrong_page = 0, [], []
-    for page_number, page in enumerate(pages, start=1):
-        for sentence in _normative_sentences(page.text):
+    for page_number, text in pages:
+        for sentence in _normative(SENTENCE_END.split(text)):
             quote = _as_a_model_copies(sentence)
             checked += 1
             span = searchable.find(quote)
             if span is None:
                 missing.append((page_number, quote))
                 continue
-            first_page = next(number for number, other in enumerate(pages, start=1) if other.find(quote))
+            first_page = next(pages[i][0] for i, page in enumerate(per_page) if page.find(quote))
             if document.location_at(span.start).page != first_page:
                 wrong_page.append((page_number, document.location_at(span.start).page, quote))
             assert normalize(document.text[span.start : span.end]) == normalize(quote)
     assert checked >= MIN_SENTENCES[name]
     assert missing == []
     assert wrong_page == []
+
+
+@pytest.mark.parametrize(
+    ("name", "quote", "page"),
+    [
+        (
+            SP800_115,
+            "If rogue devices are discovered and physically located during the wireless scan, security "
+            "personnel should ensure that specific policies and processes are followed on how the rogue "
+            "device is handled-such as shutting it down, reconfiguring it to comply with the organization's "
+            "policies, or removing the device completely.",
+            32,
+        ),
+        (
+            SP800_115,
+            "This section of the plan should define the term incident and provide guidelines for determining "
+            "whether or not an incident has occurred.",
+            52,
+        ),
+        (SP800_66, "Where possible, checklists and step-by-step procedures should be used.", 101),
+    ],
+)
+def test_a_sentence_running_on_to_the_next_page_is_found_on_the_page_it_starts(name, quote, page):
+    # Running heads and page numbers are not in the text, so the sentence reads on as on paper.
+    document = extracted(name)
+    span = SearchableText(document.text).find(quote)
+    assert span is not None
+    assert document.location_at(span.start).page == page
+    assert document.location_at(span.end - 1).page == page + 1
+
+
+def test_running_heads_and_page_numbers_are_not_text():
+    text = extracted(SP800_115).text
+    assert "TECHNICAL GUIDE TO INFORMATION SECURITY TESTING AND ASSESSMENT" not in text
+    assert not re.search(r"^(?:\d|[A-Z]{1,2})-\d+$", text, re.MULTILINE)  # page numbers such as 7-1, D-3
+    assert "Framework Version 1.0\n9\n" not in extracted(CSF).text
+    assert extracted(CSF).text.count("February 12, 2014 Cybersecurity Framework Version 1.0") <= 1
+    assert extracted(SP800_66).text.count("An Introductory Resource Guide for Implementing") <= 2

@@ -130,7 +130,7 @@ _CLEAN = str.maketrans(
         0xF0B7: "\u2022",
     }
 )
-_TRAILING_SPACE = re.compile(r"[ \t]+(?=\n)")
+_TRAILING_SPACE = re.compile(r"[ \t]+(?=\n|\Z)")
 
 
 def _clean(text: str) -> str:
@@ -163,8 +163,8 @@ def _read_pdf(data: bytes, limits: DocumentLimits) -> ExtractedDocument:
         if page_count == 0:
             raise DocumentRejected("empty_document", "The PDF has no pages.")
         outline = _outline_by_page(pdf, page_count)
-        builder = _Builder(DocumentFormat.PDF, limits)
-        pages_with_images = 0
+        texts: list[str] = []
+        characters = pages_with_images = 0
         for index in range(page_count):
             page = pdf[index]
             try:
@@ -181,9 +181,15 @@ def _read_pdf(data: bytes, limits: DocumentLimits) -> ExtractedDocument:
                 ) from None
             finally:
                 page.close()
-            _add_pdf_page(builder, index + 1, text, outline.get(index, ()))
+            characters += len(text)
+            if characters > limits.max_chars:
+                raise _too_large(f"The document holds more than {limits.max_chars:,} characters of text.")
+            texts.append(text)
     finally:
         pdf.close()
+    builder = _Builder(DocumentFormat.PDF, limits)
+    for index, text in enumerate(_without_furniture(texts)):
+        _add_pdf_page(builder, index + 1, text, outline.get(index, ()))
     document = builder.build(page_count)
     if pages_with_images and len(document.text.strip()) < 16 * page_count:
         raise DocumentRejected(
@@ -192,6 +198,55 @@ def _read_pdf(data: bytes, limits: DocumentLimits) -> ExtractedDocument:
             "send a PDF with text, or run OCR on it first.",
         )
     return document
+
+
+# Running heads and page numbers: lines at a page's top or bottom that recur (digits aside) on many
+# pages. They are dropped, so that a sentence running on to the next page reads on as it does on
+# paper (and a model's quote of it is found), and no chunk repeats them. A line that recurs less
+# often goes too when it stands next to such a line (a running head wrapped onto a second line, a
+# table's repeated header under it).
+_FURNITURE_LINES = 3
+_FURNITURE_SHARE = 0.3
+_BESIDE_FURNITURE_SHARE = 0.1
+# Page labels: "27", "iv", "7-1", "ES-2", "D-12", "Page 3 of 9" are one kind of line.
+_PAGE_LABEL = re.compile(r"(?:[a-z]{1,3}-?)?\d+(?:-\d+)?|[ivxlcdm]+|page \d+(?: of \d+)?")
+
+
+def _furniture_key(line: str) -> str:
+    words = " ".join(line.split()).lower()
+    # A running head holding the section's title varies at its end.
+    return "#" if _PAGE_LABEL.fullmatch(words) else re.sub(r"\d+", "#", words)[:32]
+
+
+def _without_furniture(texts: list[str]) -> list[str]:
+    pages = [text.split("\n") for text in texts]
+    counts: dict[str, int] = {}
+    for lines in pages:
+        edges = {_furniture_key(line) for line in (*lines[:_FURNITURE_LINES], *lines[-_FURNITURE_LINES:])}
+        for key in edges - {""}:
+            counts[key] = counts.get(key, 0) + 1
+    furniture = {key for key, count in counts.items() if count >= max(3, _FURNITURE_SHARE * len(pages))}
+    if not furniture:
+        return texts
+    beside = {key for key, count in counts.items() if count >= max(3, _BESIDE_FURNITURE_SHARE * len(pages))}
+
+    def edge_lines(keys: list[str]) -> int:
+        dropped, seen_furniture = 0, False
+        for key in keys[:_FURNITURE_LINES]:
+            if key in furniture or key == "":
+                seen_furniture = seen_furniture or key in furniture
+            elif not (seen_furniture and key in beside):
+                break
+            dropped += 1
+        return dropped if seen_furniture else 0
+
+    kept = []
+    for lines in pages:
+        keys = [_furniture_key(line) for line in lines]
+        top = edge_lines(keys)
+        bottom = len(lines) - edge_lines(keys[top:][::-1])
+        kept.append("\n".join(lines[top:bottom]))
+    return kept
 
 
 def _add_pdf_page(builder: _Builder, page: int, text: str, sections: tuple[tuple[str, list], ...]) -> None:
