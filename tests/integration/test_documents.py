@@ -103,6 +103,15 @@ def test_a_flat_outline_gives_one_level_sections():
     assert location == type(location)(page=15, section="2.1.1. Security Rule Goals and Objectives")
 
 
+@pytest.mark.parametrize("name", PDFS)
+def test_each_page_starts_where_its_text_does(name):
+    document = extracted(name)
+    for page, text in _pages(document):
+        start = document.text.index(text) if text else None
+        assert not text.startswith("\n"), page
+        assert start == 0 or document.text[start - 2 : start] == "\n\n", page
+
+
 def test_the_map_survives_storage_beside_the_text():
     document = extracted(SP800_115)
     stored = ExtractedDocument.from_map(document.text, document.to_map())
@@ -160,6 +169,7 @@ def test_plain_text_has_no_map():
     document = extract(b"Operators shall rotate keys.\r\nThey should log it.\n", DocumentFormat.TEXT, LIMITS)
     assert document == ExtractedDocument.plain("Operators shall rotate keys.\nThey should log it.")
     assert extract(b"\xef\xbb\xbfPlain words.", None, LIMITS).text == "Plain words."
+    assert extract(b"Old Mac lines\rend here.\x00", None, LIMITS).text == "Old Mac lines\nend here."
 
 
 def test_html_without_a_closing_head_and_in_a_legacy_charset():

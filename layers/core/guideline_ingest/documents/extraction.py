@@ -121,7 +121,7 @@ _CLEAN = str.maketrans(
     {code: " " for code in (*range(0x01, 0x09), *range(0x0E, 0x1F))}
     | {
         0x00: None,
-        0x0D: None,
+        0x0D: "\n",  # a lone carriage return ends a line; "\r\n" is replaced before
         0x0B: "\n",
         0x0C: "\n",
         0x02: "-",
@@ -250,6 +250,7 @@ def _without_furniture(texts: list[str]) -> list[str]:
 
 
 def _add_pdf_page(builder: _Builder, page: int, text: str, sections: tuple[tuple[str, list], ...]) -> None:
+    text = text.strip("\n")  # as block() appends it, so offsets into it hold
     start = builder.length + (2 if builder.parts else 0)
     builder.anchor(start, Location(page=page, section=builder.section))
     found_from = offset = 0
