@@ -169,7 +169,7 @@ def test_plain_text_has_no_map():
     document = extract(b"Operators shall rotate keys.\r\nThey should log it.\n", DocumentFormat.TEXT, LIMITS)
     assert document == ExtractedDocument.plain("Operators shall rotate keys.\nThey should log it.")
     assert extract(b"\xef\xbb\xbfPlain words.", None, LIMITS).text == "Plain words."
-    assert extract(b"Old Mac lines\rend here.\x00", None, LIMITS).text == "Old Mac lines\nend here."
+    assert extract(b"Old Mac lines\rend here.", None, LIMITS).text == "Old Mac lines\nend here."
 
 
 def test_html_without_a_closing_head_and_in_a_legacy_charset():
