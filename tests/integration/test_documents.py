@@ -263,6 +263,22 @@ def _docx_with(document_xml: bytes) -> bytes:
 W = b'xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"'
 
 
+def test_tracked_changes_read_as_the_document_now_stands():
+    body = (
+        b"<w:document " + W + b"><w:body>"
+        b'<w:p><w:pPr><w:pStyle w:val="Heading2"/><w:pPrChange><w:pPr><w:pStyle w:val="Normal"/></w:pPr>'
+        b"</w:pPrChange></w:pPr><w:r><w:t>Keys</w:t></w:r></w:p>"
+        b"<w:p><w:r><w:t>Keys shall </w:t></w:r><w:del><w:r><w:delText>never </w:delText></w:r></w:del>"
+        b"<w:ins><w:r><w:t>always </w:t></w:r></w:ins><w:r><w:t>rotate.</w:t></w:r></w:p>"
+        b"<w:p><w:moveFrom><w:r><w:t>Moved away.</w:t></w:r></w:moveFrom></w:p>"
+        b"<w:p><w:moveTo><w:r><w:t>Moved here.</w:t></w:r></w:moveTo></w:p>"
+        b"</w:body></w:document>"
+    )
+    document = extract(_docx_with(body), None, LIMITS)
+    assert document.text == "Keys\n\nKeys shall always rotate.\n\nMoved here."
+    assert document.location_at(10).section == "Keys"
+
+
 def test_a_zip_bomb_docx_is_refused_before_it_is_decompressed():
     # 400 MB of one repeated paragraph, deflated about 1000:1.
     paragraph = b"<w:p><w:r><w:t>The system shall log every access.</w:t></w:r></w:p>"

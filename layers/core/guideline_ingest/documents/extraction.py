@@ -287,7 +287,16 @@ def _outline_by_page(pdf, page_count: int) -> dict[int, tuple[tuple[str, list], 
 # DOCX
 
 _W = "http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
-_MC_FALLBACK = "http://schemas.openxmlformats.org/markup-compatibility/2006}Fallback"
+# Content read past: mc:Fallback repeats mc:Choice for old readers; a tracked move's source repeats
+# its destination; a tracked formatting change holds the paragraph's former style.
+_DOCX_SKIPPED = frozenset(
+    {
+        "http://schemas.openxmlformats.org/markup-compatibility/2006}Fallback",
+        _W + "moveFrom",
+        _W + "pPrChange",
+        _W + "rPrChange",
+    }
+)
 # A Word file's XML compresses about 10:1; a ratio far past that is built to explode.
 _MAX_RATIO = 200
 _READ_SIZE = 64 * 1024
@@ -408,7 +417,7 @@ class _DocxBody:
         self.level: int | None = None
         self.listed = False
         self.in_text = False
-        self.skipping = 0  # depth inside mc:Fallback (the same content again, for old readers)
+        self.skipping = 0  # depth inside an element of _DOCX_SKIPPED
         self.rows: list[list[str]] = []
         self.cells: list[list[str]] = []
 
@@ -421,7 +430,7 @@ class _DocxBody:
         _stream_xml(archive, name, parser, budget)
 
     def start(self, tag: str, attributes: dict[str, str]) -> None:
-        if self.skipping or tag == _MC_FALLBACK:
+        if self.skipping or tag in _DOCX_SKIPPED:
             self.skipping += 1
             return
         if not tag.startswith(_W):
