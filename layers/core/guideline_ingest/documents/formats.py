@@ -7,9 +7,7 @@ plain text look the same in bytes, so only the declared type tells them apart.
 
 from __future__ import annotations
 
-import io
 import re
-import zipfile
 
 from guideline_ingest.documents.model import DocumentFormat, DocumentRejected
 
@@ -124,6 +122,10 @@ def _is_pdf(head: bytes) -> bool:
 
 
 def _sniff_zip(data: bytes) -> DocumentFormat:
+    # zipfile (with bz2 and lzma) loads only for a ZIP: a JSON submission never pays for it.
+    import io
+    import zipfile
+
     try:
         # Reads the central directory only: no member is decompressed here.
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
