@@ -1,6 +1,8 @@
 """Quotes found in document text despite typography, with offsets into the original text."""
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from guideline_ingest.documents import (
     Anchor,
@@ -127,3 +129,28 @@ def test_a_match_names_its_page_or_section():
     assert document.location_at(searchable.find("users shall sign in.").start) == Location(page=2)
     assert document.location_at(searchable.find("Keys should\nrotate.").start) == Location(2, "3 Keys")
     assert document.location_at(searchable.find("Page one").start) == Location(page=1)
+
+
+_WORD = st.text(alphabet="abcXYZ19\ufb01\u2019\u00ad-", min_size=1, max_size=6).filter(
+    lambda w: w[0].isalnum()
+)
+_GAP = st.sampled_from([" ", "  ", "\n", "\r\n", "-\n", "\t", " \u2014 "])
+
+
+@given(words=st.lists(st.tuples(_WORD, _GAP), min_size=2, max_size=30), data=st.data())
+@settings(max_examples=300, deadline=None)
+def test_any_run_of_whole_words_is_found_where_it_stands(words, data):
+    text = "".join(word + gap for word, gap in words)
+    starts, offset = [], 0
+    for word, gap in words:
+        starts.append((offset, offset + len(word)))
+        offset += len(word) + len(gap)
+    first = data.draw(st.integers(0, len(words) - 1))
+    last = data.draw(st.integers(first, len(words) - 1))
+    quote = text[starts[first][0] : starts[last][1]]
+    if not normalize(quote) or not quote[-1].isalnum():
+        return
+    span = SearchableText(text).find(quote)
+    assert span is not None
+    assert normalize(text[span.start : span.end]) == normalize(quote)
+    assert span.start <= starts[first][0]
