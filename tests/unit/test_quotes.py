@@ -138,7 +138,7 @@ _GAP = st.sampled_from([" ", "  ", "\n", "\r\n", "-\n", "\t", " \u2014 "])
 
 
 @given(words=st.lists(st.tuples(_WORD, _GAP), min_size=2, max_size=30), data=st.data())
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, database=None)  # the unit tier writes no files
 def test_any_run_of_whole_words_is_found_where_it_stands(words, data):
     text = "".join(word + gap for word, gap in words)
     starts, offset = [], 0
