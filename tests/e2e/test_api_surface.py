@@ -21,7 +21,7 @@ from devstack.stack import Stack
 
 from support import local_only
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "surface-key"

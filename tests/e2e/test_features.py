@@ -16,7 +16,7 @@ from devstack.stack import Stack
 
 from support import WebhookReceiver, local_only, wait_for
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.e2e
 
 KEY = "features-key"
 LOCAL_ONLY = local_only(KEY, "other-features-key", ALLOW_LOOPBACK_CALLBACKS="true")

@@ -19,7 +19,7 @@ from devstack.stack import Stack
 
 from support import local_only, wait_for
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"

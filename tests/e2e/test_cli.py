@@ -23,7 +23,7 @@ from ingest_cli.__main__ import main
 from ingest_cli.render import WaitDisplay
 from ingest_cli.settings import resolve
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.e2e
 
 KEYS = "cli-key,other-key"
 GUIDELINES = (

@@ -23,7 +23,7 @@ from support import wait_for
 
 pytestmark = pytest.mark.localstack
 
-EVENTS = Path(__file__).resolve().parents[2] / "events"
+EVENTS = Path(__file__).resolve().parents[3] / "events"
 GUIDELINES = "Staff must lock their screens when away. Visitors must sign in at reception."
 PROBLEM = "application/problem+json"
 
