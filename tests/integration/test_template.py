@@ -428,7 +428,7 @@ def test_status_function_has_no_queue_and_no_llm_access(template):
 
 
 def test_each_function_gets_only_the_queue_permissions_it_needs(template):
-    """Policy templates and the queue each names; tests/integration/test_iam.py checks they cover every call."""
+    """Policy templates and the queue each names; test_iam.py checks they cover every call."""
 
     def grants(function):
         found = set()
