@@ -5,6 +5,26 @@ from __future__ import annotations
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+from devstack.template import UNRESOLVED, load_template
+
+TEMPLATE = Path(__file__).resolve().parent.parent / "infra" / "template.yaml"
+FUNCTIONS = ("submit", "status", "process", "sweeper", "webhook")
+
+
+def template_environment(*functions: str, **parameters: str) -> dict[str, str]:
+    """The functions' environment as the template gives it (all five when none is named), each
+    parameter at its default unless given: the one place settings' values come from. Variables
+    only AWS resolves (queue URLs, secrets) are left out, and an empty parameter stays "" as
+    Lambda passes it."""
+    template = load_template(TEMPLATE, parameters)
+    return {
+        name: str(value)
+        for function in functions or FUNCTIONS
+        for name, value in template.function(function).environment.items()
+        if value is not UNRESOLVED
+    }
 
 
 def local_only(*api_keys: str, **settings: str) -> dict[str, str]:

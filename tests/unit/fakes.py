@@ -1,7 +1,7 @@
-"""In-memory stand-ins for what the logic talks to: the job store (guideline_ingest.dal.jobs) and the
-queues (guideline_ingest.queue). Each keeps the rules of the real one that the logic relies on (a
-finished job never changes, the sweeper's notion of a silent job) and nothing else; add a method
-when a logic module's Protocol names a new one."""
+"""In-memory stand-ins for what the logic talks to: the job store (guideline_ingest.dal.jobs), the
+queues (guideline_ingest.queue) and the random source of a jitter. Each keeps the rules of the real
+one that the logic relies on (a finished job never changes, the sweeper's notion of a silent job)
+and nothing else; add a method when a logic module's Protocol names a new one."""
 
 from __future__ import annotations
 
@@ -218,3 +218,13 @@ class FakeQueue:
     def _reachable(self) -> None:
         if self.unavailable:
             raise QueueUnavailable("the fake queue is unavailable")
+
+
+class Draws:
+    """A stand-in for random: uniform(a, b) returns the fraction `at` of the way from a to b."""
+
+    def __init__(self, at: float):
+        self.at = at
+
+    def uniform(self, low: float, high: float) -> float:
+        return low + (high - low) * self.at

@@ -12,7 +12,7 @@ from guideline_ingest.logic.notification import announce_finished, deliver_webho
 from guideline_ingest.models import Job, JobStatus
 from guideline_ingest.webhooks import CallbackRefused, DeliveryFailed, sign, signing_secret
 
-from .fakes import FakeJobStore, FakeQueue
+from .fakes import Draws, FakeJobStore, FakeQueue
 
 HOOK = "https://example.com/hook"
 MASTER_SECRET = "m" * 32
@@ -140,27 +140,14 @@ def test_an_announcement_lost_to_a_queue_outage_is_left_to_the_sweeper():
     announce_finished("webhooks", FakeJobStore().add(), queue=queue)  # no error: the job is finished
 
 
-class Extremes:
-    """A random source that always draws the top (or the bottom) of the range: the backoff's bounds."""
-
-    def __init__(self, top: bool):
-        self.top = top
-
-    def uniform(self, low: float, high: float) -> float:
-        return high if self.top else low
-
-
-def test_the_backoff_between_attempts_doubles_to_the_cap():
+def test_the_backoff_between_attempts_is_the_jobs_backoff_counted_from_the_first_attempt():
     policy = RetryPolicy(base_seconds=30, cap_seconds=600)
-    ceilings = [redelivery_delay(attempt, policy, Extremes(top=True)) for attempt in range(1, 8)]
+    ceilings = [redelivery_delay(attempt, policy, Draws(1.0)) for attempt in range(1, 8)]
+    floors = {redelivery_delay(attempt, policy, Draws(0.0)) for attempt in range(1, 8)}
     assert ceilings == [30, 60, 120, 240, 480, 600, 600]
-
-
-def test_the_backoff_is_jittered_down_to_one_second():
-    policy = RetryPolicy(base_seconds=30, cap_seconds=600)
-    assert {redelivery_delay(attempt, policy, Extremes(top=False)) for attempt in range(1, 8)} == {1}
+    assert floors == {1}
 
 
 def test_no_backoff_exceeds_the_longest_sqs_delay():
     policy = RetryPolicy(base_seconds=30, cap_seconds=10 * MAX_DELIVERY_DELAY_SECONDS)
-    assert redelivery_delay(20, policy, Extremes(top=True)) == MAX_DELIVERY_DELAY_SECONDS
+    assert redelivery_delay(20, policy, Draws(1.0)) == MAX_DELIVERY_DELAY_SECONDS
