@@ -18,6 +18,7 @@ import pytest
 import requests
 
 from devstack.stack import Stack
+from guideline_ingest.models import JobStatus
 
 from support import local_only
 
@@ -107,7 +108,7 @@ def poll(read, seconds: float = 60.0):
     while True:
         job = read()
         status = job["status"] if isinstance(job, dict) else job.status
-        if status in ("COMPLETED", "FAILED", "CANCELLED") or time.monotonic() > deadline:
+        if JobStatus(status).is_terminal or time.monotonic() > deadline:
             return job
         time.sleep(0.3)
 

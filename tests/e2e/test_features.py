@@ -13,6 +13,7 @@ import pytest
 import requests
 
 from devstack.stack import Stack
+from guideline_ingest.models import JobStatus
 
 from support import WebhookReceiver, local_only, wait_for
 
@@ -56,7 +57,7 @@ def submit(stack: Stack, text: str, **extra) -> str:
 def finished(stack: Stack, event_id: str) -> dict:
     def done():
         job = api(stack, "GET", f"/jobs/{event_id}").json()
-        return job if job["status"] in ("COMPLETED", "FAILED", "CANCELLED") else None
+        return job if JobStatus(job["status"]).is_terminal else None
 
     return wait_for(done)
 
