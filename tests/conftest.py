@@ -20,14 +20,12 @@ import psycopg
 import pytest
 from openai import OpenAI
 
-from support import template_environment
+from support import set_import_environment, template_environment
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
 sys.path.insert(0, str(ROOT / "layers" / "core"))
-# What the template gives the functions, set before any test module imports the code: some of it is
-# read at import (the shared logger and metrics, the request model's limit).
-os.environ.update({**template_environment(), "POWERTOOLS_TRACE_DISABLED": "true"})
+set_import_environment()
 
 from devstack.offline_llm import OfflineLLM  # noqa: E402
 from devstack.postgres import database_url_or_embedded  # noqa: E402
@@ -95,6 +93,7 @@ def environment(database_url, moto_endpoint, offline_llm):
             "DATABASE_URL": database_url,
             "OPENAI_API_KEY": "offline",
             "OPENAI_BASE_URL": offline_llm.url,
+            "OPENAI_MODEL": template_environment("process")["OPENAI_MODEL"],
             "PENDING_GRACE_SECONDS": "60",
             "WEBHOOK_SIGNING_SECRET": "test-webhook-signing-secret-0123456789abcdef",
             "WEBHOOK_MAX_ATTEMPTS": "3",

@@ -2,15 +2,31 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
+from dotenv import dotenv_values
+
 from devstack.template import UNRESOLVED, load_template
 
-TEMPLATE = Path(__file__).resolve().parent.parent / "infra" / "template.yaml"
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = ROOT / "infra" / "template.yaml"
 FUNCTIONS = ("submit", "status", "process", "sweeper", "webhook")
+
+
+def set_import_environment() -> None:
+    """Set, before any test module imports the code, the template's environment: some of it is read
+    at import (the shared logger and metrics, the request model's limit). Not the local runner's own
+    settings (.env.example names them): from this process's environment they would beat the
+    template parameters a test gives a Stack."""
+    runner_settings = set(dotenv_values(ROOT / ".env.example"))
+    os.environ.update(
+        {name: value for name, value in template_environment().items() if name not in runner_settings}
+        | {"POWERTOOLS_TRACE_DISABLED": "true"}
+    )
 
 
 def template_environment(*functions: str, **parameters: str) -> dict[str, str]:

@@ -1,8 +1,6 @@
 """The unit tier loads no shared fixture (make test-unit: --confcutdir). What the code reads at
 import (the request model's limit, the logger's service name) is set as the template gives it."""
 
-import os
+from support import set_import_environment
 
-from support import template_environment
-
-os.environ.update(template_environment())
+set_import_environment()
