@@ -10,19 +10,7 @@ from guideline_ingest.logic.cancellation import JobAlreadyFinished, cancel_job
 from guideline_ingest.logic.reading import JobNotFound
 from guideline_ingest.models import JobStatus
 
-from .fakes import FakeJobStore, FakeQueue
-
 HOOK = "https://example.com/hook"
-
-
-@pytest.fixture
-def store():
-    return FakeJobStore()
-
-
-@pytest.fixture
-def queue():
-    return FakeQueue()
 
 
 def cancel(store, queue, event_id, owner="owner"):

@@ -34,11 +34,6 @@ class Receiver:
         return self.status
 
 
-@pytest.fixture
-def store():
-    return FakeJobStore()
-
-
 def finished_job(store: FakeJobStore) -> object:
     return store.add(
         status=JobStatus.COMPLETED, callback_url=HOOK, webhook_status="PENDING", webhook_enqueued_at=store.now

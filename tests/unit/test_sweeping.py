@@ -10,8 +10,6 @@ from guideline_ingest.config import SweeperSettings
 from guideline_ingest.logic.sweeping import SweepReport, sweep
 from guideline_ingest.models import JobStatus
 
-from .fakes import FakeJobStore, FakeQueue
-
 # Test values, not the template's: a job is silent 90 s after it was due, and retries for an hour.
 SETTINGS = SweeperSettings.model_construct(
     jobs_queue_url="jobs",
@@ -22,16 +20,6 @@ SETTINGS = SweeperSettings.model_construct(
     retry_budget_seconds=3600,
 )
 SILENT = 90
-
-
-@pytest.fixture
-def store():
-    return FakeJobStore()
-
-
-@pytest.fixture
-def queue():
-    return FakeQueue()
 
 
 def run(store, queue) -> SweepReport:
