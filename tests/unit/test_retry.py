@@ -23,9 +23,9 @@ from .fakes import Draws
 def api_error(status: int, headers: dict | None = None) -> openai.APIStatusError:
     request = httpx2.Request("POST", "http://llm/v1/chat/completions")
     response = httpx2.Response(status, headers=headers or {}, request=request)
-    return openai.OpenAI(api_key="x", base_url="http://llm/v1")._make_status_error(
-        "failed", body=None, response=response
-    )
+    # The class the SDK would raise, where a test tells them apart; the rest go by status.
+    kind = {400: openai.BadRequestError, 429: openai.RateLimitError}.get(status, openai.APIStatusError)
+    return kind("failed", response=response, body=None)
 
 
 class FakeClock:
