@@ -42,6 +42,8 @@ class WebhookStore(Protocol):
 
 
 def announce_finished(webhook_queue_url: str, event_id: UUID, *, queue: MessageQueue = sqs) -> None:
+    """Queue the finished job's webhook. `queue` is SQS when the caller passes none, as
+    logic/processing.py does not."""
     try:
         queue.enqueue_job(webhook_queue_url, event_id)
     except QueueUnavailable:
