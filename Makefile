@@ -6,9 +6,12 @@ PYTHON ?= $(shell scripts/venv-python.sh)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The unit tier in a network namespace of its own where the system allows it: a test that opens
+# any socket fails there, which proves the tier does no I/O.
+NO_NETWORK := $(shell unshare -n true 2>/dev/null && echo unshare -n)
 
 .DEFAULT_GOAL := help
-.PHONY: help install dev test lint audit migrate invoke redrive verify-infra bench bench-smoke localstack \
+.PHONY: help install dev test test-unit lint audit migrate invoke redrive verify-infra bench bench-smoke localstack \
 	test-localstack
 
 help: ## List the targets
@@ -30,12 +33,16 @@ localstack: $(STAMP) ## Run the stack inside LocalStack 4.14.0 on this machine, 
 	scripts/localstack-tools.sh
 	$(PY) localstack/host.py
 
-test-localstack: $(STAMP) ## Contract tests through LocalStack on this machine (tests/localstack_contract, about 5 min)
+test-localstack: $(STAMP) ## Contract tests through LocalStack on this machine (tests/e2e/localstack_contract, about 5 min)
 	scripts/localstack-tools.sh
-	$(PY) -m pytest tests/localstack_contract -m localstack -p no:cacheprovider $(PYTEST_ARGS)
+	$(PY) -m pytest tests/e2e/localstack_contract -m localstack -p no:cacheprovider $(PYTEST_ARGS)
 
-test: $(STAMP) ## Run the test suite with coverage
+test: $(STAMP) ## Run the three tiers (tests/unit, tests/integration, tests/e2e) with coverage
 	$(PY) -m pytest --cov --cov-report=term $(PYTEST_ARGS)
+
+# --confcutdir: the shared tests/conftest.py (PostgreSQL, moto, the offline LLM) is not loaded.
+test-unit: $(STAMP) ## The unit tier alone: domain logic against in-memory fakes, no I/O (seconds)
+	$(NO_NETWORK) $(PY) -m pytest tests/unit --confcutdir=tests/unit -p no:cacheprovider -q $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff (with the bandit security rules)
 	$(VENV)/bin/ruff check .

@@ -12,7 +12,7 @@ from rich.text import Text
 from ingest_cli import commands
 from ingest_cli.client import Client
 from ingest_cli.errors import EXIT_INTERRUPTED, CliError
-from ingest_cli.settings import DEFAULT_API_KEY, DEFAULT_BASE_URL, resolve
+from ingest_cli.settings import resolve
 
 STATUSES = ("PENDING", "PROCESSING", "COMPLETED", "FAILED", "CANCELLED")
 
@@ -33,12 +33,12 @@ def _connection_options() -> argparse.ArgumentParser:
     options.add_argument(
         "--base-url",
         default=argparse.SUPPRESS,
-        help=f"API URL (env INGEST_BASE_URL, .env INGEST_BASE_URL or PORT; default {DEFAULT_BASE_URL})",
+        help="API URL (env INGEST_BASE_URL, .env INGEST_BASE_URL; default: the running make dev's)",
     )
     options.add_argument(
         "--api-key",
         default=argparse.SUPPRESS,
-        help=f"x-api-key (env INGEST_API_KEY, .env INGEST_API_KEY or API_KEYS; default {DEFAULT_API_KEY})",
+        help="x-api-key (env INGEST_API_KEY, .env INGEST_API_KEY or API_KEYS; default: .env.example's)",
     )
     return options
 

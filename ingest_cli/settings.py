@@ -1,11 +1,14 @@
-"""Where the API is and which key to send: flag, then environment, then `.env`, then the default.
+"""Where the API is and which key to send: flag, then environment, then `.env`, then the local runner.
 
-The `.env` in the current directory is the one `make dev` reads, so in a checkout the CLI finds the
-local runner's port and first API key without any flag.
+Nothing is assumed: without a flag, a variable or a `.env` entry, the base URL is the one the running
+`make dev` wrote to its state file (`.local/devstack.json`: port and stage included), and the key is
+the first of `API_KEYS` in `.env`, else in `.env.example` (the runner's own defaults), all in the
+current directory: in a checkout the CLI finds the local runner without any flag.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,10 +19,8 @@ from dotenv import dotenv_values
 
 from ingest_cli.errors import UsageError
 
-# `make dev` serves the API under the template's stage (StageName, default v1), as API Gateway does.
-LOCAL_STAGE_PATH = "/v1"
-DEFAULT_BASE_URL = f"http://127.0.0.1:3000{LOCAL_STAGE_PATH}"
-DEFAULT_API_KEY = "local-dev-key"
+# Written by `make dev` while it runs (devstack), relative to the checkout.
+STACK_STATE = Path(".local") / "devstack.json"
 
 
 @dataclass(frozen=True)
@@ -38,15 +39,21 @@ def read_dotenv(path: Path) -> dict[str, str]:
     return {name: value for name, value in values.items() if value is not None}
 
 
-def _from_dotenv(dotenv: Mapping[str, str]) -> tuple[str | None, str | None]:
-    base_url = dotenv.get("INGEST_BASE_URL") or None
-    if base_url is None and dotenv.get("PORT", "").strip().isdigit():
-        base_url = f"http://127.0.0.1:{dotenv['PORT'].strip()}{LOCAL_STAGE_PATH}"
-    api_key = dotenv.get("INGEST_API_KEY") or None
-    if api_key is None:
-        keys = [key.strip() for key in dotenv.get("API_KEYS", "").split(",") if key.strip()]
-        api_key = keys[0] if keys else None
-    return base_url, api_key
+def _first_key(dotenv: Mapping[str, str]) -> str | None:
+    keys = [key.strip() for key in dotenv.get("API_KEYS", "").split(",") if key.strip()]
+    return keys[0] if keys else None
+
+
+def running_stack_url(state_file: Path) -> str | None:
+    """The API URL of the `make dev` that wrote `state_file`, if that process still runs."""
+    try:
+        state = json.loads(state_file.read_text(encoding="utf-8"))
+        os.kill(int(state["pid"]), 0)
+    except PermissionError:  # alive, another user's
+        pass
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return state.get("api") or None
 
 
 def resolve(
@@ -56,9 +63,27 @@ def resolve(
     cwd: Path | None = None,
 ) -> Settings:
     environ = os.environ if environ is None else environ
-    dotenv_url, dotenv_key = _from_dotenv(read_dotenv((cwd or Path.cwd()) / ".env"))
-    url = base_url or environ.get("INGEST_BASE_URL") or dotenv_url or DEFAULT_BASE_URL
-    key = api_key or environ.get("INGEST_API_KEY") or dotenv_key or DEFAULT_API_KEY
+    cwd = cwd or Path.cwd()
+    dotenv = read_dotenv(cwd / ".env")
+    url = (
+        base_url
+        or environ.get("INGEST_BASE_URL")
+        or dotenv.get("INGEST_BASE_URL")
+        or running_stack_url(cwd / STACK_STATE)
+    )
+    if not url:
+        raise UsageError(
+            "no API to call: start `make dev` in this directory, or give --base-url (or INGEST_BASE_URL)"
+        )
+    key = (
+        api_key
+        or environ.get("INGEST_API_KEY")
+        or dotenv.get("INGEST_API_KEY")
+        or _first_key(dotenv)
+        or _first_key(read_dotenv(cwd / ".env.example"))
+    )
+    if not key:
+        raise UsageError("no API key: give --api-key (or INGEST_API_KEY, or API_KEYS in .env)")
     return Settings(base_url=checked_base_url(url), api_key=key)
 
 

@@ -8,6 +8,11 @@ of the helpers in AWS_HELPERS. Its resource is traced back to where it comes fro
 to every reachable call site, a local variable to its assignment, and in the end to an environment
 variable (`os.environ[...]`, `os.environ.get(...)`, or a settings attribute: `webhook_queue_url` is
 WEBHOOK_QUEUE_URL). Anything else is reported as untraceable, so the check never passes by guessing.
+
+Seams: logic takes its store and queue as parameters, and the handler or route passes a module
+(`sweep(settings, store=jobs, queue=queue)`). A parameter bound to a module, by a call site or a
+default, stands for that module: `queue.enqueue_jobs(...)` in the logic is
+`guideline_ingest.queue.enqueue_jobs` where the handler passed that module.
 """
 
 from __future__ import annotations
@@ -76,6 +81,9 @@ class CodeBase:
                     # A class is one unit: using it may run any of its methods.
                     self.functions[f"{module}.{node.name}"] = _Function(f"{module}.{node.name}", module, node)
                     self.names[module].setdefault(node.name, f"{module}.{node.name}")
+        # (function, parameter) -> the modules it can be bound to.
+        self.bindings: dict[tuple[str, str], set[str]] = {}
+        self._bind_modules()
         self.client_factories = {
             qualname: service
             for qualname, function in self.functions.items()
@@ -110,6 +118,45 @@ class CodeBase:
             return f"{base}.{node.attr}" if base else None
         return None
 
+    def targets(self, function: _Function, node: ast.AST) -> set[str]:
+        """What an expression in `function` can refer to, a parameter bound to modules included."""
+        if isinstance(node, ast.Name) and node.id in function.params:
+            return set(self.bindings.get((function.qualname, node.id), ()))
+        if isinstance(node, ast.Attribute):
+            return {f"{base}.{node.attr}" for base in self.targets(function, node.value)}
+        target = self.resolve(function.module, node)
+        return {target} if target else set()
+
+    def _bind_modules(self) -> None:
+        """The modules passed to each parameter, by keyword or as its default, followed through
+        parameters that pass them on until nothing changes."""
+        for function in self.functions.values():
+            node = function.node
+            if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            args = node.args
+            positional = args.posonlyargs + args.args
+            pairs = list(zip(positional[len(positional) - len(args.defaults) :], args.defaults, strict=True))
+            pairs += list(zip(args.kwonlyargs, args.kw_defaults, strict=True))
+            for arg, default in pairs:
+                module = self.resolve(function.module, default) if default is not None else None
+                if module in self.modules:
+                    self.bindings.setdefault((function.qualname, arg.arg), set()).add(module)
+        changed = True
+        while changed:
+            changed = False
+            for function in self.functions.values():
+                for node in self._body_nodes(function):
+                    if not isinstance(node, ast.Call):
+                        continue
+                    for callee in self.targets(function, node.func):
+                        for keyword in filter(lambda k: k.arg, node.keywords):
+                            passed = {m for m in self.targets(function, keyword.value) if m in self.modules}
+                            known = self.bindings.setdefault((callee, keyword.arg), set())
+                            if not passed <= known:
+                                known |= passed
+                                changed = True
+
     def _returns_boto3_client(self, function: _Function) -> str | None:
         for node in ast.walk(function.node):
             if (
@@ -142,9 +189,7 @@ class CodeBase:
             function = self.functions[qualname]
             for node in self._body_nodes(function):
                 if isinstance(node, ast.Name | ast.Attribute):
-                    target = self.resolve(function.module, node)
-                    if target in self.functions:
-                        todo.append(target)
+                    todo.extend(target for target in self.targets(function, node) if target in self.functions)
         return seen
 
     def _imported_modules(self, entry: str) -> set[str]:
@@ -207,7 +252,7 @@ class CodeBase:
                 # partial(read_secret, arn) calls read_secret(arn) later: the same AWS call.
                 if self.resolve(function.module, func) == "functools.partial" and arguments:
                     func, arguments = arguments[0], arguments[1:]
-                helper = AWS_HELPERS.get(self.resolve(function.module, func) or "")
+                helper = next(filter(None, map(AWS_HELPERS.get, self.targets(function, func))), None)
                 if helper:
                     service, operation, index = helper
                     argument = arguments[index] if len(arguments) > index else None
@@ -253,7 +298,7 @@ class CodeBase:
         for qualname in reachable:
             caller = self.functions[qualname]
             for node in self._body_nodes(caller):
-                if isinstance(node, ast.Call) and self.resolve(caller.module, node.func) == callee.qualname:
+                if isinstance(node, ast.Call) and callee.qualname in self.targets(caller, node.func):
                     argument = _keyword(node, name) or (node.args[index] if len(node.args) > index else None)
                     sources |= self._sources(caller, argument, reachable, seen)
         return sources

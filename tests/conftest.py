@@ -20,17 +20,12 @@ import psycopg
 import pytest
 from openai import OpenAI
 
+from support import set_import_environment, template_environment
+
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
 sys.path.insert(0, str(ROOT / "layers" / "core"))
-# Read when the shared logger and metrics are created, which can be at collection time.
-os.environ.update(
-    {
-        "POWERTOOLS_SERVICE_NAME": "guideline-ingest",
-        "POWERTOOLS_METRICS_NAMESPACE": "GuidelineIngest",
-        "POWERTOOLS_TRACE_DISABLED": "true",
-    }
-)
+set_import_environment()
 
 from devstack.offline_llm import OfflineLLM  # noqa: E402
 from devstack.postgres import database_url_or_embedded  # noqa: E402
@@ -87,7 +82,8 @@ def offline_llm():
 
 @pytest.fixture(scope="session")
 def environment(database_url, moto_endpoint, offline_llm):
-    """What the template gives the functions, pointed at the local services; set before any handler loads."""
+    """The template's environment (set on import, above) pointed at the local services, with the
+    test values below; set before any handler loads."""
     os.environ.update(
         {
             "AWS_DEFAULT_REGION": "us-east-1",
@@ -97,8 +93,7 @@ def environment(database_url, moto_endpoint, offline_llm):
             "DATABASE_URL": database_url,
             "OPENAI_API_KEY": "offline",
             "OPENAI_BASE_URL": offline_llm.url,
-            "OPENAI_MODEL": "gpt-4o-mini",
-            "MAX_RECEIVE_COUNT": "5",
+            "OPENAI_MODEL": template_environment("process")["OPENAI_MODEL"],
             "PENDING_GRACE_SECONDS": "60",
             "WEBHOOK_SIGNING_SECRET": "test-webhook-signing-secret-0123456789abcdef",
             "WEBHOOK_MAX_ATTEMPTS": "3",

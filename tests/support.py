@@ -2,9 +2,45 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+from devstack.template import UNRESOLVED, load_template
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = ROOT / "infra" / "template.yaml"
+FUNCTIONS = ("submit", "status", "process", "sweeper", "webhook")
+
+
+def set_import_environment() -> None:
+    """Set, before any test module imports the code, the template's environment: some of it is read
+    at import (the shared logger and metrics, the request model's limit). Not the local runner's own
+    settings (.env.example names them): from this process's environment they would beat the
+    template parameters a test gives a Stack."""
+    runner_settings = set(dotenv_values(ROOT / ".env.example"))
+    os.environ.update(
+        {name: value for name, value in template_environment().items() if name not in runner_settings}
+        | {"POWERTOOLS_TRACE_DISABLED": "true"}
+    )
+
+
+def template_environment(*functions: str, **parameters: str) -> dict[str, str]:
+    """The functions' environment as the template gives it (all five when none is named), each
+    parameter at its default unless given: the one place settings' values come from. Variables
+    only AWS resolves (queue URLs, secrets) are left out, and an empty parameter stays "" as
+    Lambda passes it."""
+    template = load_template(TEMPLATE, parameters)
+    return {
+        name: str(value)
+        for function in functions or FUNCTIONS
+        for name, value in template.function(function).environment.items()
+        if value is not UNRESOLVED
+    }
 
 
 def local_only(*api_keys: str, **settings: str) -> dict[str, str]:

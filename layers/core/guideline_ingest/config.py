@@ -3,8 +3,10 @@
 Each function has one settings class naming the variables it reads (a field is its
 variable, in lower case), and loads it at module level: a missing or invalid variable
 fails the cold start of the function that needs it, with the variable's name, never a
-request. Lambda passes a template variable whose parameter was left empty as "": every
-class treats that as unset (FunctionSettings), so the field's default applies.
+request. A value the template passes has its default there, in the parameter, and
+nowhere else: its field here is required. Lambda passes a template variable whose
+parameter was left empty as "": every class treats that as unset (FunctionSettings), so
+an optional field's default applies and a required one fails.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ class DatabaseSettings(FunctionSettings):
     database_url: str | None = Field(default=None, repr=False)
     database_secret_arn: str | None = None
     # Applies to the connection built from the secret; a DATABASE_URL carries its own ?sslmode=.
-    database_sslmode: SslMode = "require"
+    database_sslmode: SslMode
 
     @model_validator(mode="after")
     def _one_source(self) -> Self:
@@ -71,7 +73,7 @@ class DatabaseSettings(FunctionSettings):
 class LimitSettings(FunctionSettings):
     """Read when the request model is defined: the spec served by both API functions documents it."""
 
-    max_guidelines_chars: PositiveInt = 200_000
+    max_guidelines_chars: PositiveInt
 
 
 class SubmitSettings(DatabaseSettings):
@@ -87,27 +89,27 @@ class StatusSettings(DatabaseSettings):
 class BackoffSettings(FunctionSettings):
     """The backoff between deliveries of a job or a webhook (docs/reliability.md)."""
 
-    retry_backoff_base_seconds: PositiveInt = 30
-    retry_backoff_cap_seconds: PositiveInt = Field(default=900, le=MAX_DELIVERY_DELAY_SECONDS)
+    retry_backoff_base_seconds: PositiveInt
+    retry_backoff_cap_seconds: PositiveInt = Field(le=MAX_DELIVERY_DELAY_SECONDS)
 
 
 class RetryBudgetSettings(FunctionSettings):
     """How long a job keeps retrying transient failures, from its submission (RetryBudgetSeconds)."""
 
-    retry_budget_seconds: PositiveInt = 21600
+    retry_budget_seconds: PositiveInt
 
 
 class ProcessSettings(DatabaseSettings, BackoffSettings, RetryBudgetSettings):
     # A job given back after a transient failure is sent again to its own queue, delayed.
     jobs_queue_url: str
     webhook_queue_url: str
-    openai_model: str = "gpt-4o-mini"
+    openai_model: str
     openai_base_url: str = OPENAI_DEFAULT_BASE_URL
-    openai_timeout_seconds: float = Field(default=60.0, gt=0)
+    openai_timeout_seconds: float = Field(gt=0)
     openai_api_key: str | None = Field(default=None, repr=False)
     openai_api_key_secret_arn: str | None = None
     # Reuse results across API keys: only where every caller may see every other's documents.
-    cache_shared_across_api_keys: bool = False
+    cache_shared_across_api_keys: bool
 
     @model_validator(mode="after")
     def _one_key(self) -> Self:
@@ -119,16 +121,17 @@ class ProcessSettings(DatabaseSettings, BackoffSettings, RetryBudgetSettings):
 class SweeperSettings(DatabaseSettings, RetryBudgetSettings):
     jobs_queue_url: str
     webhook_queue_url: str
-    max_receive_count: PositiveInt = 5
-    pending_grace_seconds: PositiveInt = 120
+    max_receive_count: PositiveInt
+    pending_grace_seconds: PositiveInt
     # A message whose delivery failed before its claim, or whose worker died, comes back after this.
-    jobs_visibility_timeout_seconds: PositiveInt = 905
+    jobs_visibility_timeout_seconds: PositiveInt
 
 
 class WebhookSettings(DatabaseSettings, BackoffSettings):
     webhook_queue_url: str
     webhook_signing_secret: str = Field(min_length=32, repr=False)
-    webhook_max_attempts: PositiveInt = 8
+    webhook_max_attempts: PositiveInt
+    # Not a template parameter: how long one receiver may take is the service's choice.
     webhook_timeout_seconds: float = Field(default=10.0, gt=0)
 
 

@@ -13,7 +13,8 @@ class QueueUnavailable(Exception):
 
 # Fail fast: a client waiting on a dead endpoint is worse than a clean 503. An SQS call answers in
 # milliseconds; these bound a hung one so that the database connect plus every attempt of the send
-# fit inside the submit function's timeout (tests/test_template.py checks it against the template).
+# fit inside the submit function's timeout (tests/integration/test_template.py checks it against
+# the template).
 SQS_CONNECT_SECONDS = 1
 SQS_READ_SECONDS = 2
 SQS_ATTEMPTS = 2  # in all, the first included

@@ -10,10 +10,12 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
 
+from guideline_ingest import queue
 from guideline_ingest.api.identity import caller
 from guideline_ingest.api.links import link
 from guideline_ingest.api.problems import problem_responses, sends_json, unsupported_media_type
-from guideline_ingest.config import status_settings
+from guideline_ingest.config import status_settings, submit_settings
+from guideline_ingest.dal import jobs
 from guideline_ingest.logic.cancellation import cancel_job
 from guideline_ingest.logic.reading import list_jobs, read_job
 from guideline_ingest.logic.submission import submit_job
@@ -95,7 +97,7 @@ def post_job(
 )
 def get_job(event_id: Annotated[UUID, Path()]) -> Response[Job]:
     logger.set_correlation_id(str(event_id))
-    job = read_job(event_id, owner=caller(reading))
+    job = read_job(event_id, owner=caller(reading), store=jobs)
     headers = {} if job.status.is_terminal else {"Retry-After": str(POLL_INTERVAL_SECONDS)}
     return Response(status_code=HTTPStatus.OK, content_type="application/json", body=job, headers=headers)
 
@@ -120,7 +122,7 @@ def get_jobs(
         str | None, Query(max_length=200, description="next_cursor of the previous page")
     ] = None,
 ) -> JobPage:
-    return list_jobs(caller(reading), status, limit, cursor)
+    return list_jobs(caller(reading), status, limit, cursor, store=jobs)
 
 
 @writing.post(
@@ -138,7 +140,13 @@ def get_jobs(
     },
 )
 def post_cancel(event_id: Annotated[UUID, Path()]) -> Job:
-    return cancel_job(event_id, owner=caller(writing))
+    return cancel_job(
+        event_id,
+        owner=caller(writing),
+        store=jobs,
+        queue=queue,
+        webhook_queue_url=submit_settings().webhook_queue_url,
+    )
 
 
 @reading.get(

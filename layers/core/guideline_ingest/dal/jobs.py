@@ -9,6 +9,7 @@ from uuid import UUID
 from psycopg.types.json import Jsonb
 
 from guideline_ingest.db import connection
+from guideline_ingest.models import JobStatus
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,8 @@ _WEBHOOK_DUE = (
     "webhook_status = CASE WHEN callback_url IS NOT NULL THEN 'PENDING' END,"
     " webhook_enqueued_at = CASE WHEN callback_url IS NOT NULL THEN now() END"
 )
+# A job in one of these never changes again (JobStatus says which they are).
+_TERMINAL = [status.value for status in JobStatus if status.is_terminal]
 # The sweeper re-sends a delivery whose message has been silent this long (past all backoff).
 WEBHOOK_LOST_AFTER_SECONDS = 3600
 IDEMPOTENCY_RETENTION_HOURS = 24
@@ -138,16 +141,16 @@ def find_job(event_id: UUID, owner: str) -> dict | None:
 
 
 def cancel_job(event_id: UUID, owner: str) -> dict | None:
-    """PENDING or PROCESSING -> CANCELLED; None when there is no such unfinished job of this owner."""
+    """Unfinished -> CANCELLED; None when there is no such unfinished job of this owner."""
     return (
         connection()
         .execute(
             f"""
             UPDATE jobs SET status = 'CANCELLED', lease_expires_at = NULL, updated_at = now(), {_WEBHOOK_DUE}
-             WHERE event_id = %s AND owner = %s AND status IN ('PENDING', 'PROCESSING')
+             WHERE event_id = %s AND owner = %s AND status <> ALL(%s)
          RETURNING {_JOB_COLUMNS}
             """,  # noqa: S608 - constant column list
-            (event_id, owner),
+            (event_id, owner, _TERMINAL),
         )
         .fetchone()
     )
@@ -290,7 +293,7 @@ def _update_claimed(
         """,
         {
             "status": status,
-            "final": status in ("COMPLETED", "FAILED"),
+            "final": JobStatus(status).is_terminal,
             "result": Jsonb(result) if result is not None else None,
             "error": Jsonb(error) if error is not None else None,
             "steps": Jsonb(steps),

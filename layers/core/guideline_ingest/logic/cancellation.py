@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Protocol
 from uuid import UUID
 
-from guideline_ingest.config import submit_settings
-from guideline_ingest.dal import jobs
-from guideline_ingest.logic.notification import announce_finished
-from guideline_ingest.logic.reading import job_from_row, read_job
+from guideline_ingest.logic.notification import MessageQueue, announce_finished
+from guideline_ingest.logic.reading import JobReader, job_from_row, read_job
 from guideline_ingest.models import Job
 from guideline_ingest.observability import logger, metrics
 
@@ -18,13 +17,22 @@ class JobAlreadyFinished(Exception):
         self.job = job
 
 
-def cancel_job(event_id: UUID, owner: str) -> Job:
+class CancellingStore(JobReader, Protocol):
+    """What cancelling needs of the job store (guideline_ingest.dal.jobs)."""
+
+    def cancel_job(self, event_id: UUID, owner: str) -> dict | None: ...
+
+
+def cancel_job(
+    event_id: UUID, owner: str, *, store: CancellingStore, queue: MessageQueue, webhook_queue_url: str
+) -> Job:
     logger.set_correlation_id(str(event_id))
-    row = jobs.cancel_job(event_id, owner)
+    row = store.cancel_job(event_id, owner)
     if row is None:
-        raise JobAlreadyFinished(read_job(event_id, owner))  # or JobNotFound: unknown, or another's
+        # Finished already, or JobNotFound: unknown, or another's.
+        raise JobAlreadyFinished(read_job(event_id, owner, store=store))
     metrics.add_metric(name="JobsCancelled", unit="Count", value=1)
     logger.info("job cancelled")
     if row["callback_url"]:
-        announce_finished(submit_settings().webhook_queue_url, event_id)
+        announce_finished(webhook_queue_url, event_id, queue=queue)
     return job_from_row(row)

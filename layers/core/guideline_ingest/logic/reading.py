@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import base64
 from datetime import datetime
+from typing import Protocol
 from uuid import UUID
 
-from guideline_ingest.dal import jobs
 from guideline_ingest.models import Job, JobPage, JobStatus, JobSummary, Step, Usage, WebhookDelivery
 from guideline_ingest.pricing import estimated_cost_usd
 
@@ -15,8 +15,16 @@ class JobNotFound(Exception):
     pass
 
 
-def read_job(event_id: UUID, owner: str) -> Job:
-    row = jobs.find_job(event_id, owner)
+class JobReader(Protocol):
+    """What reading needs of the job store (guideline_ingest.dal.jobs)."""
+
+    def find_job(self, event_id: UUID, owner: str) -> dict | None: ...
+
+    def list_jobs(self, owner: str, status: str | None, after: tuple | None, limit: int) -> list[dict]: ...
+
+
+def read_job(event_id: UUID, owner: str, *, store: JobReader) -> Job:
+    row = store.find_job(event_id, owner)
     if row is None:
         raise JobNotFound(event_id)
     return job_from_row(row)
@@ -53,10 +61,12 @@ class InvalidCursor(Exception):
     pass
 
 
-def list_jobs(owner: str, status: JobStatus | None, limit: int, cursor: str | None) -> JobPage:
+def list_jobs(
+    owner: str, status: JobStatus | None, limit: int, cursor: str | None, *, store: JobReader
+) -> JobPage:
     """One page of the owner's jobs, newest first; the cursor is opaque to clients."""
     after = _decode(cursor) if cursor else None
-    rows = jobs.list_jobs(owner, status.value if status else None, after, limit + 1)
+    rows = store.list_jobs(owner, status.value if status else None, after, limit + 1)
     page = [JobSummary.model_validate(row) for row in rows[:limit]]
     more = len(rows) > limit
     return JobPage(items=page, next_cursor=_encode(page[-1]) if more else None)

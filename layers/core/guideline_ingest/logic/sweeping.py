@@ -14,12 +14,12 @@ waiting out its backoff is due in the future: it is never sent twice.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Protocol
+from uuid import UUID
 
 from guideline_ingest.config import SweeperSettings
-from guideline_ingest.dal import jobs
 from guideline_ingest.logic.backoff import describe_duration
 from guideline_ingest.observability import logger, metrics
-from guideline_ingest.queue import enqueue_jobs
 
 # Enough for one run of one minute; more waits for the next run.
 BATCH_LIMIT = 500
@@ -33,19 +33,41 @@ class SweepReport:
     expired_idempotency_keys: int
 
 
-def sweep(settings: SweeperSettings) -> SweepReport:
+class SweepingStore(Protocol):
+    """What sweeping needs of the job store (guideline_ingest.dal.jobs)."""
+
+    def fail_abandoned_jobs(self, max_attempts: int) -> list[dict]: ...
+
+    def fail_jobs_out_of_budget(
+        self, budget_seconds: float, silent_seconds: float, budget: str
+    ) -> list[dict]: ...
+
+    def mark_forgotten_jobs_enqueued(self, silent_seconds: float, limit: int) -> list[UUID]: ...
+
+    def mark_lost_webhooks_enqueued(self, limit: int) -> list[UUID]: ...
+
+    def delete_expired_idempotency_keys(self) -> int: ...
+
+
+class SweepingQueue(Protocol):
+    """What sweeping needs of the queues (guideline_ingest.queue)."""
+
+    def enqueue_jobs(self, queue_url: str, event_ids: list[UUID]) -> None: ...
+
+
+def sweep(settings: SweeperSettings, *, store: SweepingStore, queue: SweepingQueue) -> SweepReport:
     silent = settings.jobs_visibility_timeout_seconds + settings.pending_grace_seconds
-    failed = jobs.fail_abandoned_jobs(settings.max_receive_count)
-    failed += jobs.fail_jobs_out_of_budget(
+    failed = store.fail_abandoned_jobs(settings.max_receive_count)
+    failed += store.fail_jobs_out_of_budget(
         settings.retry_budget_seconds, silent, describe_duration(settings.retry_budget_seconds)
     )
-    forgotten = jobs.mark_forgotten_jobs_enqueued(silent, BATCH_LIMIT)
-    enqueue_jobs(settings.jobs_queue_url, forgotten)
+    forgotten = store.mark_forgotten_jobs_enqueued(silent, BATCH_LIMIT)
+    queue.enqueue_jobs(settings.jobs_queue_url, forgotten)
     # Webhooks of the jobs failed just now, and deliveries whose message was lost.
     webhooks = [row["event_id"] for row in failed if row["webhook_due"]]
-    webhooks += jobs.mark_lost_webhooks_enqueued(BATCH_LIMIT)
-    enqueue_jobs(settings.webhook_queue_url, webhooks)
-    expired_keys = jobs.delete_expired_idempotency_keys()
+    webhooks += store.mark_lost_webhooks_enqueued(BATCH_LIMIT)
+    queue.enqueue_jobs(settings.webhook_queue_url, webhooks)
+    expired_keys = store.delete_expired_idempotency_keys()
     report = SweepReport(
         requeued=len(forgotten),
         failed=len(failed),

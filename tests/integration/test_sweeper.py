@@ -7,6 +7,7 @@ import json
 import pytest
 
 from conftest import event, http, send_jobs_to
+from support import template_environment
 
 
 @pytest.fixture
@@ -35,9 +36,9 @@ def sweep(invoke) -> tuple[int, int]:
     return report["requeued"], report["failed"]
 
 
-# The unit environment's PENDING_GRACE_SECONDS, plus the default visibility timeout (905 s): how
-# long after it was due a live message can still come back.
-SILENT_SECONDS = 60 + 905
+# The test environment's PENDING_GRACE_SECONDS, plus the template's visibility timeout: how long
+# after it was due a live message can still come back.
+SILENT_SECONDS = 60 + int(template_environment("sweeper")["JOBS_VISIBILITY_TIMEOUT_SECONDS"])
 
 
 def age(database, event_id, seconds):

@@ -20,10 +20,11 @@ from rich.console import Console
 
 from devstack.stack import Stack
 from ingest_cli.__main__ import main
+from ingest_cli.errors import UsageError
 from ingest_cli.render import WaitDisplay
 from ingest_cli.settings import resolve
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.e2e
 
 KEYS = "cli-key,other-key"
 GUIDELINES = (
@@ -310,7 +311,9 @@ def test_the_live_line_shows_the_status_and_the_running_step():
 
 
 def test_settings_flags_beat_environment_beat_dotenv(tmp_path):
-    (tmp_path / ".env").write_text("PORT=4100\nAPI_KEYS=first, second\n", encoding="utf-8")
+    (tmp_path / ".env").write_text(
+        "INGEST_BASE_URL=http://127.0.0.1:4100/v1\nAPI_KEYS=first, second\n", encoding="utf-8"
+    )
     environ = {"INGEST_BASE_URL": "http://127.0.0.1:4200/", "INGEST_API_KEY": "from-env"}
 
     from_dotenv = resolve(environ={}, cwd=tmp_path)
@@ -322,17 +325,36 @@ def test_settings_flags_beat_environment_beat_dotenv(tmp_path):
     assert (from_flags.base_url, from_flags.api_key) == ("https://api.example.test/prod", "from-flag")
 
 
-def test_settings_dotenv_names_and_defaults(tmp_path):
+def test_settings_dotenv_names(tmp_path):
     (tmp_path / ".env").write_text(
-        'PORT=4100\nexport INGEST_BASE_URL="http://localhost:4300"\nINGEST_API_KEY=k # comment\n',
-        encoding="utf-8",
+        'export INGEST_BASE_URL="http://localhost:4300"\nINGEST_API_KEY=k # comment\n', encoding="utf-8"
     )
-
     named = resolve(environ={}, cwd=tmp_path)
-    default = resolve(environ={}, cwd=tmp_path / "elsewhere")
-
     assert (named.base_url, named.api_key) == ("http://localhost:4300", "k")
-    assert (default.base_url, default.api_key) == ("http://127.0.0.1:3000/v1", "local-dev-key")
+
+
+def write_stack_state(checkout: Path, pid: int, api: str) -> None:
+    (checkout / ".local").mkdir(parents=True)
+    (checkout / ".local" / "devstack.json").write_text(json.dumps({"pid": pid, "api": api}), encoding="utf-8")
+
+
+def test_without_settings_the_cli_finds_the_running_stack_and_the_runners_key(tmp_path):
+    """No constant stands in for them: the URL is what `make dev` wrote, the key the runner's."""
+    write_stack_state(tmp_path, os.getpid(), "http://127.0.0.1:4567/v1")
+    (tmp_path / ".env.example").write_text("PORT=3000\nAPI_KEYS=example-key\n", encoding="utf-8")
+
+    found = resolve(environ={}, cwd=tmp_path)
+
+    assert (found.base_url, found.api_key) == ("http://127.0.0.1:4567/v1", "example-key")
+
+
+def test_without_a_running_stack_or_settings_the_cli_says_what_to_do(tmp_path):
+    (tmp_path / ".env.example").write_text("API_KEYS=example-key\n", encoding="utf-8")
+    with pytest.raises(UsageError, match="make dev"):
+        resolve(environ={}, cwd=tmp_path)
+    write_stack_state(tmp_path, 2**31 - 1, "http://127.0.0.1:4567/v1")  # no such process: it stopped
+    with pytest.raises(UsageError, match="make dev"):
+        resolve(environ={}, cwd=tmp_path)
 
 
 def test_installed_console_script():

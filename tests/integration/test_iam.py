@@ -19,7 +19,7 @@ from devstack.iam import EVENT_SOURCE_ACTIONS, function_roles, iam_action
 from devstack.sqs_iam import queue_arn_from_url
 from devstack.template import ACCOUNT_ID, REGION, load_template, load_yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = ROOT / "infra" / "template.yaml"
 LAYER_DIR = ROOT / "layers" / "core"
 # Deployed "the cloud way": both secrets from Secrets Manager, so the secret reads are checked too.

@@ -17,13 +17,15 @@ from guideline_ingest.logic.retry import (
     retry_after_seconds,
 )
 
+from .fakes import Draws
+
 
 def api_error(status: int, headers: dict | None = None) -> openai.APIStatusError:
     request = httpx2.Request("POST", "http://llm/v1/chat/completions")
     response = httpx2.Response(status, headers=headers or {}, request=request)
-    return openai.OpenAI(api_key="x", base_url="http://llm/v1")._make_status_error(
-        "failed", body=None, response=response
-    )
+    # The class the SDK would raise, where a test tells them apart; the rest go by status.
+    kind = {400: openai.BadRequestError, 429: openai.RateLimitError}.get(status, openai.APIStatusError)
+    return kind("failed", response=response, body=None)
 
 
 class FakeClock:
@@ -140,16 +142,6 @@ def test_each_call_gets_at_most_the_time_that_is_left():
 )
 def test_reasons_read_well(error, words):
     assert words in describe_transient(error)
-
-
-class Draws:
-    """A stand-in for random: uniform(a, b) returns the fraction `at` of the way from a to b."""
-
-    def __init__(self, at: float):
-        self.at = at
-
-    def uniform(self, low, high):
-        return low + (high - low) * self.at
 
 
 POLICY = RetryPolicy(base_seconds=30, cap_seconds=900)

@@ -16,7 +16,7 @@ import yaml
 
 from devstack.template import load_yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
 DOCKERFILE = (ROOT / "localstack" / "Dockerfile").read_text(encoding="utf-8")
 # The last LocalStack release that starts without LOCALSTACK_AUTH_TOKEN.

@@ -29,8 +29,9 @@ import pytest
 from psycopg.rows import dict_row
 
 from devstack.stack import Stack
+from guideline_ingest.models import JobStatus
 
-TERMINAL = ("COMPLETED", "FAILED")
+TERMINAL = tuple(status for status in JobStatus if status.is_terminal)
 API_KEY = "fault-test-key"
 PARAMETERS = {
     # Deadline 5 s (the function stops 5 s before its timeout): two 1.5 s LLM calls fit.
@@ -73,9 +74,9 @@ BEGIN
 END $$;
 DROP TRIGGER IF EXISTS fault_test_finish ON jobs;
 CREATE TRIGGER fault_test_finish AFTER UPDATE ON jobs FOR EACH ROW
-    WHEN (NEW.status IN ('COMPLETED', 'FAILED') OR OLD.status IN ('COMPLETED', 'FAILED'))
+    WHEN (NEW.status IN ({terminal}) OR OLD.status IN ({terminal}))
     EXECUTE FUNCTION fault_test_record_finish();
-"""
+""".replace("{terminal}", ", ".join(f"'{status}'" for status in TERMINAL))
 
 
 # --- the HTTP client ------------------------------------------------------------------------------

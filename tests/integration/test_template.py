@@ -18,7 +18,7 @@ import pytest
 
 from devstack.template import load_yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = ROOT / "infra" / "template.yaml"
 LAYER_DIR = ROOT / "layers" / "core"
 
@@ -428,7 +428,7 @@ def test_status_function_has_no_queue_and_no_llm_access(template):
 
 
 def test_each_function_gets_only_the_queue_permissions_it_needs(template):
-    """Policy templates and the queue each names; tests/test_iam.py checks they cover every call."""
+    """Policy templates and the queue each names; test_iam.py checks they cover every call."""
 
     def grants(function):
         found = set()

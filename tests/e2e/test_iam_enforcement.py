@@ -20,7 +20,7 @@ from devstack.template import load_yaml
 
 from support import WebhookReceiver, local_only, wait_for
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.e2e
 
 KEY = "iam-key"
 SETTINGS = local_only(KEY, ALLOW_LOOPBACK_CALLBACKS="true")

@@ -18,10 +18,11 @@ import pytest
 import requests
 
 from devstack.stack import Stack
+from guideline_ingest.models import JobStatus
 
 from support import local_only
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "surface-key"
@@ -107,7 +108,7 @@ def poll(read, seconds: float = 60.0):
     while True:
         job = read()
         status = job["status"] if isinstance(job, dict) else job.status
-        if status in ("COMPLETED", "FAILED", "CANCELLED") or time.monotonic() > deadline:
+        if JobStatus(status).is_terminal or time.monotonic() > deadline:
             return job
         time.sleep(0.3)
 

@@ -16,28 +16,30 @@ from guideline_ingest.config import ConfigurationError, load
 from guideline_ingest.secrets import read_secret
 
 from conftest import ROOT, load_function
+from support import template_environment
 
 DB_SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:db/x"
 KEY_SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:openai"
 
 
+SETTINGS_CLASSES = (
+    config.SubmitSettings,
+    config.StatusSettings,
+    config.ProcessSettings,
+    config.SweeperSettings,
+    config.WebhookSettings,
+    config.LimitSettings,
+)
+
+
 @pytest.fixture
 def bare_environment(monkeypatch):
-    """No function variable set: each test sets exactly what it is about."""
-    names = {
-        name.upper()
-        for kind in (
-            config.SubmitSettings,
-            config.StatusSettings,
-            config.ProcessSettings,
-            config.SweeperSettings,
-            config.WebhookSettings,
-            config.LimitSettings,
-        )
-        for name in kind.model_fields
-    }
-    for name in names:
+    """The template's environment, without what only AWS resolves (queues, secrets): each test sets
+    what it is about."""
+    for name in {name.upper() for kind in SETTINGS_CLASSES for name in kind.model_fields}:
         monkeypatch.delenv(name, raising=False)
+    for name, value in template_environment().items():
+        monkeypatch.setenv(name, value)
     monkeypatch.setenv("DATABASE_URL", "postgresql://app@db.example/jobs")
     return monkeypatch
 
@@ -57,20 +59,35 @@ def test_a_required_variable_set_to_empty_is_missing(bare_environment):
         load(config.SubmitSettings)
 
 
-def test_empty_optional_variables_are_unset_so_the_defaults_apply(bare_environment):
+def test_no_setting_restates_a_default_of_the_template():
+    """A variable the template passes with a value has that value's default there alone: its field
+    has none. Only a parameter left empty ("", unset for the settings) leaves the choice to code."""
+    passed = {name for name, value in template_environment().items() if value != ""}
+    restated = {
+        name.upper()
+        for kind in SETTINGS_CLASSES
+        for name, field in kind.model_fields.items()
+        if not field.is_required() and name.upper() in passed
+    }
+    assert restated == set()
+
+
+def test_the_settings_take_the_templates_values(bare_environment):
+    bare_environment.setenv("JOBS_QUEUE_URL", "https://sqs/jobs")
+    bare_environment.setenv("WEBHOOK_QUEUE_URL", "https://sqs/webhooks")
+    bare_environment.setenv("OPENAI_API_KEY", "sk-test")
+    template = load_template(ROOT / "infra" / "template.yaml").parameters
+
+    settings = load(config.ProcessSettings)
+
+    assert settings.openai_model == template["OpenAIModel"]
+    assert settings.retry_budget_seconds == int(template["RetryBudgetSeconds"])
+    assert settings.database_sslmode == template["DatabaseSslMode"]
+
+
+def test_empty_optional_variables_are_unset_so_the_code_decides(bare_environment):
     """Lambda passes a parameter left empty as "": the one rule, in FunctionSettings, covers all."""
-    for name in (
-        "OPENAI_BASE_URL",
-        "OPENAI_MODEL",
-        "OPENAI_TIMEOUT_SECONDS",
-        "OPENAI_API_KEY_SECRET_ARN",
-        "RETRY_BUDGET_SECONDS",
-        "RETRY_BACKOFF_BASE_SECONDS",
-        "RETRY_BACKOFF_CAP_SECONDS",
-        "CACHE_SHARED_ACROSS_API_KEYS",
-        "DATABASE_SECRET_ARN",
-        "DATABASE_SSLMODE",
-    ):
+    for name in ("OPENAI_BASE_URL", "OPENAI_API_KEY_SECRET_ARN", "DATABASE_SECRET_ARN"):
         bare_environment.setenv(name, "")
     bare_environment.setenv("JOBS_QUEUE_URL", "https://sqs/jobs")
     bare_environment.setenv("WEBHOOK_QUEUE_URL", "https://sqs/webhooks")
@@ -79,14 +96,8 @@ def test_empty_optional_variables_are_unset_so_the_defaults_apply(bare_environme
     settings = load(config.ProcessSettings)
 
     assert settings.openai_base_url == "https://api.openai.com/v1"
-    assert settings.openai_model == "gpt-4o-mini"
-    assert settings.openai_timeout_seconds == 60.0
     assert settings.openai_api_key_secret_arn is None
-    assert (settings.retry_budget_seconds, settings.retry_backoff_base_seconds) == (21600, 30)
-    assert settings.retry_backoff_cap_seconds == 900
-    assert settings.cache_shared_across_api_keys is False
     assert settings.database_secret_arn is None
-    assert settings.database_sslmode == "require"
 
 
 def test_every_function_settings_class_treats_empty_as_unset():

@@ -31,7 +31,7 @@ from devstack.stack import Stack
 
 from support import local_only
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.e2e
 API_KEY = "fuzz-test-key"
 EXAMPLES_PER_MODE = 50
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]

@@ -13,10 +13,11 @@ import pytest
 import requests
 
 from devstack.stack import Stack
+from guideline_ingest.models import JobStatus
 
 from support import WebhookReceiver, local_only, wait_for
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.e2e
 
 KEY = "features-key"
 LOCAL_ONLY = local_only(KEY, "other-features-key", ALLOW_LOOPBACK_CALLBACKS="true")
@@ -56,7 +57,7 @@ def submit(stack: Stack, text: str, **extra) -> str:
 def finished(stack: Stack, event_id: str) -> dict:
     def done():
         job = api(stack, "GET", f"/jobs/{event_id}").json()
-        return job if job["status"] in ("COMPLETED", "FAILED", "CANCELLED") else None
+        return job if JobStatus(job["status"]).is_terminal else None
 
     return wait_for(done)
 

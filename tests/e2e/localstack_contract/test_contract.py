@@ -19,11 +19,13 @@ from urllib.parse import urljoin
 import pytest
 import requests
 
+from guideline_ingest.models import JobStatus
+
 from support import wait_for
 
 pytestmark = pytest.mark.localstack
 
-EVENTS = Path(__file__).resolve().parents[2] / "events"
+EVENTS = Path(__file__).resolve().parents[3] / "events"
 GUIDELINES = "Staff must lock their screens when away. Visitors must sign in at reception."
 PROBLEM = "application/problem+json"
 
@@ -37,7 +39,7 @@ def submit(stack, key: str, text: str = GUIDELINES, headers: dict | None = None)
 def finished(stack, event_id: str, key: str, seconds: float = 120) -> dict:
     def done():
         job = stack.get(f"jobs/{event_id}", key).json()
-        return job if job["status"] in ("COMPLETED", "FAILED", "CANCELLED") else None
+        return job if JobStatus(job["status"]).is_terminal else None
 
     return wait_for(done, seconds=seconds, every=1)
 

@@ -16,10 +16,11 @@ import pytest
 import requests
 
 from devstack.stack import Stack
+from guideline_ingest.models import JobStatus
 
 from support import local_only, wait_for
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
@@ -55,7 +56,7 @@ def submit(stack: Stack, key: str = "integration-key") -> str:
 def finished_job(stack: Stack, event_id: str, key: str = "integration-key") -> dict:
     def done():
         job = requests.get(f"{stack.base_url}/jobs/{event_id}", headers={"x-api-key": key}, timeout=30).json()
-        return job if job["status"] in ("COMPLETED", "FAILED") else None
+        return job if JobStatus(job["status"]).is_terminal else None
 
     return wait_for(done)
 

@@ -10,6 +10,7 @@ from guideline_ingest import db
 from guideline_ingest.config import database_settings
 
 from conftest import event, http
+from support import template_environment
 
 
 def status_event(event_id: str, api_key_id: str = "dev0000001") -> dict:
@@ -157,7 +158,9 @@ def test_openapi_document_describes_every_route_from_the_same_models(invoke):
     }
     assert "202" in spec["paths"]["/jobs"]["post"]["responses"]
     request_schema = spec["components"]["schemas"]["SubmitJobRequest"]
-    assert request_schema["properties"]["guidelines"]["maxLength"] == 200000
+    assert request_schema["properties"]["guidelines"]["maxLength"] == int(
+        template_environment("submit")["MAX_GUIDELINES_CHARS"]
+    )
     assert "Job" in spec["components"]["schemas"] and "Problem" in spec["components"]["schemas"]
 
 
