@@ -1,8 +1,7 @@
 """A real SQS-protocol endpoint (moto's server, in its own process) with the template's queues.
 
 Stopping and starting the endpoint (a simulated outage) keeps the queues and their messages, as an
-SQS outage would. Given the functions' roles (`enforce`), the server checks their calls itself and
-reports each denial as it happens. Queues are named with a per-stack suffix, so stacks sharing an
+SQS outage would. Queues are named with a per-stack suffix, so stacks sharing an
 endpoint (invoke against a running `make dev`) never collide.
 """
 
@@ -13,16 +12,11 @@ import logging
 import socket
 import subprocess
 import sys
-import threading
-from collections.abc import Callable
-from queue import Queue
 
 import boto3
 from botocore.config import Config
 
 from devstack.children import end_child
-from devstack.iam import Role
-from devstack.sqs_iam import Denial
 from devstack.template import REGION, QueueSpec, queue_arn
 
 log = logging.getLogger("devstack.sqs")
@@ -74,9 +68,6 @@ class LocalSQS:
         self.external_endpoint = endpoint
         self.queue_urls: dict[str, str] = dict(queue_urls or {})
         self._server: subprocess.Popen | None = None
-        self._answers: Queue[str] = Queue()
-        self._reader: threading.Thread | None = None
-        self._on_denial: Callable[[Denial], None] | None = None
         self.running = False
 
     @property
@@ -90,29 +81,17 @@ class LocalSQS:
             return
         if self._server is None:
             self._server = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-                [sys.executable, "-m", "devstack.sqs_server", self.host, str(self.port)],
+                [sys.executable, "-m", "devstack.moto_process", self.host, str(self.port)],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 text=True,
                 start_new_session=True,  # Ctrl-C reaches the runner, which stops it
             )
-            self._reader = threading.Thread(target=self._read, name="sqs-server-output", daemon=True)
-            self._reader.start()
             self._answer()
         else:
             self._command("start")
         self.running = True
         self.create_queues()
-
-    def enforce(self, roles: dict[str, Role], on_denial: Callable[[Denial], None]) -> None:
-        """From now on the server checks every call signed with one of the roles' credentials;
-        `on_denial` hears of each call it denies."""
-        if self._server is None:
-            raise RuntimeError(
-                "an SQS endpoint this does not run needs devstack.iam_gateway in front to enforce roles"
-            )
-        self._on_denial = on_denial
-        self._command("roles " + json.dumps({function: role.documents for function, role in roles.items()}))
 
     def _command(self, command: str) -> None:
         self._server.stdin.write(command + "\n")
@@ -120,19 +99,8 @@ class LocalSQS:
         self._answer()
 
     def _answer(self) -> None:
-        if self._answers.get() != "ok":
-            raise RuntimeError(f"the SQS endpoint on port {self.port} did not answer (exited?)")
-
-    def _read(self) -> None:
-        """The server's output: answers to commands, and denials whenever they happen."""
-        for line in self._server.stdout:
-            kind, _, detail = line.strip().partition(" ")
-            if kind == "denied":
-                if self._on_denial is not None:
-                    self._on_denial(Denial(*json.loads(detail)))
-            else:
-                self._answers.put(line.strip())
-        self._answers.put("")  # the server exited
+        if self._server.stdout.readline().strip() != "ok":
+            raise RuntimeError(f"the moto server on port {self.port} did not answer (exited?)")
 
     def create_queues(self) -> None:
         client = sqs_client(self.endpoint)
@@ -159,7 +127,6 @@ class LocalSQS:
         if self._server is None:
             return
         end_child(self._server)
-        self._reader.join(timeout=5)
         self._server.stdout.close()
         self._server = None
         self.running = False

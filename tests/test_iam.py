@@ -15,8 +15,7 @@ import pytest
 import yaml
 from aws_calls import CodeBase
 
-from devstack.iam import EVENT_SOURCE_ACTIONS, function_roles, iam_action
-from devstack.sqs_iam import queue_arn_from_url
+from devstack.iam import EVENT_SOURCE_ACTIONS, function_roles, iam_action, queue_arn_from_url
 from devstack.template import ACCOUNT_ID, REGION, load_template, load_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
