@@ -10,7 +10,7 @@ import pytest
 from devstack.settings import load_settings, read_env_file
 from devstack.template import UNRESOLVED, TemplateError, load_template
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "infra" / "template.yaml"
 
 
