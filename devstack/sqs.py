@@ -17,7 +17,7 @@ import boto3
 from botocore.config import Config
 
 from devstack.children import end_child
-from devstack.template import REGION, QueueSpec, queue_arn
+from devstack.template import REGION, BucketSpec, QueueSpec, queue_arn
 
 log = logging.getLogger("devstack.sqs")
 
@@ -35,12 +35,16 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-def sqs_client(endpoint: str, credentials: dict[str, str] | None = None, **config):
-    """A client with the runner's own credentials, or `credentials` (a function role's); `config`
-    is botocore's, over two retries in standard mode."""
-    credentials = credentials or FAKE_CREDENTIALS
+def sqs_client(endpoint: str, **config):
+    """A client with the runner's fake credentials; `config` is botocore's, over two retries in
+    standard mode (which also retries the 500s moto answers now and then, as AWS's pollers do)."""
+    return aws_client("sqs", endpoint, **config)
+
+
+def aws_client(service: str, endpoint: str, **config):
+    credentials = FAKE_CREDENTIALS
     return boto3.client(
-        "sqs",
+        service,
         endpoint_url=endpoint,
         region_name=REGION,
         aws_access_key_id=credentials["AWS_ACCESS_KEY_ID"],
@@ -61,8 +65,10 @@ class LocalSQS:
         port: int = 0,
         endpoint: str | None = None,
         queue_urls: dict[str, str] | None = None,
+        buckets: dict[str, BucketSpec] | None = None,
     ):
         self.queues = queues
+        self.buckets = buckets or {}
         self.host = host
         self.port = port or free_port(host)
         self.external_endpoint = endpoint
@@ -78,6 +84,7 @@ class LocalSQS:
         if self.external_endpoint:
             if not self.queue_urls:
                 self.create_queues()
+                self.create_buckets()
             return
         if self._server is None:
             self._server = subprocess.Popen(  # noqa: S603 - our own interpreter and module
@@ -92,6 +99,7 @@ class LocalSQS:
             self._command("start")
         self.running = True
         self.create_queues()
+        self.create_buckets()
 
     def _command(self, command: str) -> None:
         self._server.stdin.write(command + "\n")
@@ -116,6 +124,25 @@ class LocalSQS:
             url = client.create_queue(QueueName=queue.name, Attributes=attributes)["QueueUrl"]
             self.queue_urls[queue.logical_id] = url
         log.debug("queues ready: %s", ", ".join(self.queue_urls))
+
+    def create_buckets(self) -> None:
+        """Each bucket with its notifications to the template's queues: moto sends an upload's event
+        (after an s3:TestEvent, as S3 does) to the queue."""
+        client = aws_client("s3", self.endpoint)
+        for bucket in self.buckets.values():
+            client.create_bucket(Bucket=bucket.name)
+            if bucket.queue_notifications:
+                configurations = [
+                    {
+                        "QueueArn": n["Queue"],
+                        "Events": [n["Event"]],
+                        **({"Filter": n["Filter"]} if "Filter" in n else {}),
+                    }
+                    for n in bucket.queue_notifications
+                ]
+                client.put_bucket_notification_configuration(
+                    Bucket=bucket.name, NotificationConfiguration={"QueueConfigurations": configurations}
+                )
 
     def stop(self) -> None:
         """An outage: the endpoint stops answering; queues and messages are kept."""

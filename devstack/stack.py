@@ -187,6 +187,7 @@ class Stack:
             port=self.sqs_port or free_port(self.host),
             endpoint=self.external_sqs,
             queue_urls=self.external_queue_urls,
+            buckets=bare.buckets,
         )
         self._sqs.start()
         database.join()
