@@ -286,19 +286,7 @@ class _Resolver:
             if items is UNRESOLVED or UNRESOLVED in items:
                 return UNRESOLVED
             return separator.join(str(i) for i in items)
-        if name == "Select":
-            index, items = (self.resolve(a) for a in arg)
-            if items is UNRESOLVED or index is UNRESOLVED:
-                return UNRESOLVED
-            return items[int(index)]
-        if name == "Split":
-            separator, value = arg
-            value = self.resolve(value)
-            return UNRESOLVED if value is UNRESOLVED else value.split(separator)
-        if name == "FindInMap":
-            mapping, key, attribute = (self.resolve(a) for a in arg)
-            return self.doc["Mappings"][mapping][key][attribute]
-        # ImportValue, GetAZs, Base64, Cidr...: cloud-only values.
+        # Functions the template does not use (ImportValue, Select...): left to AWS.
         return UNRESOLVED
 
     def _sub(self, arg: Any) -> Any:
@@ -571,20 +559,3 @@ def _queues_by_arn(resolver: _Resolver) -> dict[str, str]:
         for lid, r in resolver.resources.items()
         if r.get("Type") == "AWS::SQS::Queue"
     }
-
-
-def resolve_with_queues(
-    doc: dict,
-    node: Any,
-    parameter_overrides: dict[str, str] | None,
-    queue_names: dict[str, str],
-    region: str = REGION,
-) -> Any:
-    """Resolve `node` of `doc` (a template, also a SAM-translated one) with the local queues' names
-    (logical id -> name): `!GetAtt Queue.QueueName` and `.Arn` become the local queue's."""
-    refs: dict[str, Any] = {}
-    for logical_id, name in queue_names.items():
-        refs[logical_id] = UNRESOLVED
-        refs[f"{logical_id}.QueueName"] = name
-    parameters = _parameters(doc, dict(parameter_overrides or {}))
-    return _Resolver(doc, parameters, region, refs).resolve(node)

@@ -100,7 +100,6 @@ def test_intrinsics_conditions_and_globals(tmp_path):
                   OVERRIDDEN: function
                   SUB: !Sub "${AWS::Region}/${Mode}/${Queue.QueueName}/${!literal}"
                   JOINED: !Join ["+", !Ref Names]
-                  PICKED: !Select [1, !Split [",", "x,y,z"]]
                   CHOSEN: !If [IsLocal, yes-local, not-local]
                   EITHER: !If [Either, "true", "false"]
                   GONE: !If [HasSecret, !Ref Secret, !Ref AWS::NoValue]
@@ -116,7 +115,6 @@ def test_intrinsics_conditions_and_globals(tmp_path):
     assert env["OVERRIDDEN"] == "function"
     assert env["SUB"] == "us-east-1/local/named-queue/${literal}"
     assert env["JOINED"] == "a+b"
-    assert env["PICKED"] == "y"
     assert env["CHOSEN"] == "yes-local"
     assert env["EITHER"] == "true"
     assert "GONE" not in env

@@ -7,7 +7,7 @@ inline documents are resolved against the local queues; the managed ones are not
 translator, so their documents are copied here. A role is then asked with moto's policy evaluator
 (`IAMPolicy.is_action_permitted`), which applies IAM's matching rules (wildcards, Deny wins).
 
-Used by the static check of the functions' AWS calls (tests/test_iam.py): the local runner does
+Used by the static check of the functions' AWS calls (tests/test_iam.py); the local runner does
 not enforce the roles at run time (docs/local-runner.md says why).
 """
 
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from devstack.template import UNRESOLVED, TemplateError, load_yaml, resolve_with_queues
+from devstack.template import REGION, UNRESOLVED, TemplateError, _parameters, _Resolver, load_yaml
 
 # Documents of the AWS managed policies SAM attaches (AWS Managed Policy Reference Guide:
 # AWSLambdaBasicExecutionRole, AWSXrayWriteOnlyAccess, AWSLambdaVPCAccessExecutionRole,
@@ -172,7 +172,9 @@ def function_roles(
         documents = [_document(logical_id, policy["PolicyDocument"]) for policy in resolved["Policies"]]
         for arn in resolved["ManagedPolicyArns"]:
             if arn not in MANAGED_POLICIES:
-                raise TemplateError(f"{logical_id}: the managed policy {arn} is not known to devstack/iam.py")
+                raise TemplateError(
+                    f"{logical_id}: the managed policy {arn} is not known to tests/iam_roles.py"
+                )
             documents.append(json.dumps(MANAGED_POLICIES[arn]))
         roles[logical_id] = Role(logical_id, tuple(documents))
     return roles
@@ -186,3 +188,20 @@ def _unresolvable(function: str, value: Any) -> Any:
     if value is UNRESOLVED:
         raise TemplateError(f"{function}: a policy names a resource that only exists in AWS")
     raise TypeError(f"{value!r} is not JSON")
+
+
+def resolve_with_queues(
+    doc: dict,
+    node: Any,
+    parameter_overrides: dict[str, str] | None,
+    queue_names: dict[str, str],
+    region: str = REGION,
+) -> Any:
+    """Resolve `node` of `doc` (a template, also a SAM-translated one) with the local queues' names
+    (logical id -> name): `!GetAtt Queue.QueueName` and `.Arn` become the local queue's."""
+    refs: dict[str, Any] = {}
+    for logical_id, name in queue_names.items():
+        refs[logical_id] = UNRESOLVED
+        refs[f"{logical_id}.QueueName"] = name
+    parameters = _parameters(doc, dict(parameter_overrides or {}))
+    return _Resolver(doc, parameters, region, refs).resolve(node)
