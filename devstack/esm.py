@@ -184,7 +184,7 @@ class EventSourceMapping:
         try:
             client.change_message_visibility_batch(QueueUrl=self.queue_url, Entries=entries)
         except (BotoCoreError, ClientError) as exc:
-            # A role without ChangeMessageVisibility, or the endpoint down: they come back later.
+            # The endpoint is down: they come back after the visibility timeout.
             log.debug("releasing %d held messages failed: %s", len(batch), exc)
 
     def _receive(self, client, count: int, wait: int) -> list[dict]:
