@@ -132,3 +132,13 @@ def test_a_presigned_post_upload_reaches_the_notified_queue_and_its_function(sta
     assert record["eventName"].startswith("ObjectCreated:")
     # Keys arrive URL-encoded, as S3 sends them (moto also encodes "/").
     assert unquote_plus(record["s3"]["object"]["key"]) == "incoming/doc.pdf"
+
+
+def test_a_proxy_event_over_lambdas_6_mb_is_413_as_on_aws(stack):
+    # 4.8 MB of binary is 6.4 MB once base64-encoded in the event: under API Gateway's 10 MB,
+    # over what a synchronous Lambda invocation takes.
+    headers = {"x-api-key": API_KEY, "content-type": "application/pdf"}
+    body = b"%PDF" + b"\x00" * (4_800_000)
+    response = httpx.post(f"{stack.base_url}/uploads", content=body, headers=headers, timeout=60)
+    assert response.status_code == 413
+    assert post(stack, b"%PDF" + b"\x00" * 4_000_000, "application/pdf")["seen"]["isBase64Encoded"] is True
