@@ -136,7 +136,12 @@ class LocalSQS:
                     {
                         "QueueArn": n["Queue"],
                         "Events": [n["Event"]],
-                        **({"Filter": n["Filter"]} if "Filter" in n else {}),
+                        # CloudFormation's S3Key.Rules are the API's Key.FilterRules.
+                        **(
+                            {"Filter": {"Key": {"FilterRules": n["Filter"]["S3Key"]["Rules"]}}}
+                            if "Filter" in n
+                            else {}
+                        ),
                     }
                     for n in bucket.queue_notifications
                 ]

@@ -51,6 +51,7 @@ Resources:
         QueueConfigurations:
           - Event: s3:ObjectCreated:*
             Queue: !GetAtt Uploads.Arn
+            Filter: {S3Key: {Rules: [{Name: prefix, Value: incoming/}]}}
   Uploads:
     Type: AWS::SQS::Queue
 """
