@@ -37,6 +37,7 @@ def test_schemathesis_with_all_checks_finds_no_server_error():
                     "15",
                     "--generation-deterministic",
                 ],
+                cwd=data_dir,  # its cache (.schemathesis/) goes with the run, not into the repository
                 capture_output=True,
                 text=True,
                 timeout=600,
