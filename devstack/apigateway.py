@@ -22,10 +22,12 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl
+
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.serving import WSGIRequestHandler, make_server
+from werkzeug.wrappers import Request, Response
 
 from devstack.runtime import FunctionPool, Invocation
 from devstack.template import ACCOUNT_ID, ApiRoute, ApiSpec
@@ -33,9 +35,9 @@ from devstack.template import ACCOUNT_ID, ApiRoute, ApiSpec
 log = logging.getLogger("devstack.api")
 
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024  # API Gateway's hard limit
+# Lambda's limit on a synchronous invocation's request (6 MiB), which the proxy event must fit.
+MAX_INVOKE_PAYLOAD_BYTES = 6 * 1024 * 1024
 INTEGRATION_TIMEOUT_SECONDS = 29  # API Gateway's default integration timeout
-# Keep-alive connections idle longer than this are closed, so idle clients do not pin threads.
-IDLE_CONNECTION_SECONDS = 60
 
 # Status and message API Gateway uses when the template does not customise a response type.
 _DEFAULT_RESPONSES = {
@@ -46,10 +48,6 @@ _DEFAULT_RESPONSES = {
     "DEFAULT_5XX": (502, "Internal server error"),
     "BAD_REQUEST_BODY": (400, "Invalid request body"),
 }
-# http.client's limits on a header block, which http.server applies to requests.
-_MAX_HEADER_LINE = 65536
-_MAX_HEADERS = 100
-_FIELD_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 token
 _HOP_BY_HOP = {"connection", "content-length", "transfer-encoding", "keep-alive", "date", "server"}
 
 
@@ -107,19 +105,13 @@ class Router:
         stage, _, rest = path.removeprefix("/").partition("/")
         return (stage, f"/{rest}") if stage in self.stages else None
 
-    def match(
-        self, stage: str, path: str, method: str
-    ) -> tuple[Route | None, dict[str, str] | None, list[str]]:
-        """The route and its path parameters, or (None, None, allowed methods on that path)."""
-        allowed = []
+    def match(self, stage: str, path: str, method: str) -> tuple[Route | None, dict[str, str] | None]:
+        """The route and its path parameters, or (None, None)."""
         for route in self.routes:
             found = route.pattern.fullmatch(path) if route.api.stage == stage else None
-            if not found:
-                continue
-            if route.spec.method in (method, "ANY"):
-                return route, dict(zip(route.parameter_names, found.groups(), strict=True)), []
-            allowed.append(route.spec.method)
-        return None, None, sorted(set(allowed))
+            if found and route.spec.method in (method, "ANY"):
+                return route, dict(zip(route.parameter_names, found.groups(), strict=True))
+        return None, None
 
 
 def _render_context(template: str, context: dict[str, str]) -> str:
@@ -152,18 +144,6 @@ def gateway_response(
     template = templates.get("application/json")
     body = json.dumps({"message": message}) if template is None else _render_context(template, context)
     return status, headers, body.encode()
-
-
-def problem(status: int, title: str, detail: str, request_id: str) -> tuple[int, dict, bytes]:
-    """A problem+json body of the same shape as the template's gateway responses."""
-    body = {
-        "type": "about:blank",
-        "title": title,
-        "status": status,
-        "detail": detail,
-        "request_id": request_id,
-    }
-    return status, {"Content-Type": "application/problem+json"}, json.dumps(body).encode()
 
 
 @functools.lru_cache(maxsize=4)  # requests in the same second share it
@@ -314,80 +294,9 @@ def http_response(result: Any) -> tuple[int, list[tuple[str, str]], bytes]:
     return status, headers, payload
 
 
-def _first_values(items: list[tuple[str, str]]) -> dict[str, str]:
-    """Header lookup by lower-cased name; the first of repeated ones, as email.message's get()."""
-    found: dict[str, str] = {}
-    for name, value in items:
-        found.setdefault(name.lower(), value)
-    return found
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as API Gateway offers
-    disable_nagle_algorithm = True  # small responses must not wait for delayed ACKs
-    timeout = IDLE_CONNECTION_SECONDS
-    server_version = "devstack"
-    sys_version = ""
-
-    def log_message(self, format: str, *args: Any) -> None:
+class _Handler(WSGIRequestHandler):
+    def log_request(self, *args: Any) -> None:
         """Our own access line is logged per request instead."""
-
-    def parse_request(self) -> bool:
-        """http.server's parse_request without email.parser, which cost a third of this front's CPU.
-
-        Sets `header_items` (names cased as the client sent them, in order, repeats kept) and
-        `headers` (lower-cased names, the first value of each). Request lines out of the ordinary
-        (HTTP/0.9, bad versions) get http.server's own checks and answers.
-        """
-        words = self.raw_requestline.split()
-        if len(words) != 3 or words[2] not in (b"HTTP/1.1", b"HTTP/1.0"):
-            if not super().parse_request():
-                return False
-            self.header_items = list(self.headers.items())
-            self.headers = _first_values(self.header_items)
-            return True
-        self.requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
-        self.command, self.path, self.request_version = (word.decode("iso-8859-1") for word in words)
-        if self.path.startswith("//"):
-            self.path = "/" + self.path.lstrip("/")  # as http.server does (gh-87389)
-        items = []
-        while True:
-            line = self.rfile.readline(_MAX_HEADER_LINE + 1)
-            if len(line) > _MAX_HEADER_LINE:
-                self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Line too long")
-                return False
-            if line in (b"\r\n", b"\n", b""):
-                break
-            if len(items) == _MAX_HEADERS:
-                self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Too many headers")
-                return False
-            name, colon, value = line.decode("iso-8859-1").partition(":")
-            if not colon or not _FIELD_NAME.fullmatch(name):
-                # A line without a field name, or folded onto the previous one (obs-fold): RFC 9112
-                # lets a server reject it, and it must not pass as a header nor end the block.
-                self.send_error(HTTPStatus.BAD_REQUEST, "Bad header line")
-                return False
-            items.append((name, value.strip(" \t\r\n")))
-        self.header_items = items
-        self.headers = _first_values(items)
-        connection = self.headers.get("connection", "").lower()
-        self.close_connection = connection == "close" or (
-            self.request_version == "HTTP/1.0" and connection != "keep-alive"
-        )
-        if self.headers.get("expect", "").lower() == "100-continue" and self.request_version == "HTTP/1.1":
-            return self.handle_expect_100()
-        return True
-
-    def do_GET(self) -> None:
-        self.server.gateway.handle(self)
-
-    do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_GET
-
-
-class _Server(ThreadingHTTPServer):
-    request_queue_size = 256  # the listen backlog: 50 clients connecting at once never wait for a retry
-    daemon_threads = True
-    allow_reuse_address = True
 
 
 class ApiGateway:
@@ -395,8 +304,7 @@ class ApiGateway:
         self.router = Router(routes)
         self.api_keys = set(api_keys)
         self.default_api = routes[0].api if routes else None
-        self._server = _Server((host, port), _Handler)
-        self._server.gateway = self
+        self._server = make_server(host, port, self.application, threaded=True, request_handler=_Handler)
         self._thread: threading.Thread | None = None
         self._slow_calls = concurrent.futures.ThreadPoolExecutor(
             max_workers=64, thread_name_prefix="integration"
@@ -404,7 +312,7 @@ class ApiGateway:
 
     @property
     def port(self) -> int:
-        return self._server.server_address[1]
+        return self._server.port
 
     @property
     def base_path(self) -> str:
@@ -422,113 +330,98 @@ class ApiGateway:
 
     # --- one request -------------------------------------------------------------------------
 
-    def handle(self, request: _Handler) -> None:
+    def application(self, environ: dict, start_response) -> Any:
+        request = Request(environ)
+        request.max_content_length = MAX_PAYLOAD_BYTES
         started = time.time()
         request_id = str(uuid.uuid4())
-        method = request.command
-        raw_path, _, query = request.path.partition("?")
+        # The path as the client sent it: API Gateway passes it undecoded.
+        raw_path, _, query = environ.get("REQUEST_URI", request.full_path).partition("?")
         staged = self.router.split_stage(raw_path)
         stage, path = staged or (None, raw_path)
-        route, path_parameters, allowed = (
-            self.router.match(stage, path, method) if staged else (None, None, [])
-        )
+        route, path_parameters = self.router.match(stage, path, request.method) if staged else (None, None)
         context = {
             "requestId": request_id,
             "extendedRequestId": request_id,
             "path": raw_path,
-            "httpMethod": method,
-            "identity.sourceIp": request.client_address[0],
+            "httpMethod": request.method,
+            "identity.sourceIp": request.remote_addr or "",
         }
-        label = route.pool.spec.short_name if route else "-"
-        try:
-            if staged:
-                status, headers, payload = self._respond(
-                    request, route, path_parameters, allowed, path, query, request_id, started, context
-                )
-            else:
-                status, headers, payload = self._outside_every_stage(request)
-        except (ConnectionError, TimeoutError):
-            request.close_connection = True
-            return
-        self._send(request, status, headers, payload, request_id)
-        log.info("%s %s %s %d %.1f ms", method, request.path, label, status, (time.time() - started) * 1000)
-
-    def _outside_every_stage(self, request: _Handler) -> tuple[int, dict, bytes]:
-        """A URL without a stage reaches no API, so no gateway response applies: API Gateway's own 403."""
-        length_header = request.headers.get("content-length") or "0"
-        chunked = "chunked" in (request.headers.get("transfer-encoding") or "").lower()
-        if not length_header.isdigit() or int(length_header) > MAX_PAYLOAD_BYTES:
-            request.close_connection = True
-        else:
-            self._drain(request, int(length_header), chunked)
-        return 403, {"Content-Type": "application/json"}, json.dumps({"message": "Forbidden"}).encode()
-
-    def _respond(self, request, route, path_parameters, allowed, path, query, request_id, started, context):
-        api = route.api if route else self.default_api
-        if route is not None:
-            context |= {"resourcePath": route.spec.path, "stage": route.api.stage}
-
-        length_header = request.headers.get("content-length")
-        chunked = "chunked" in (request.headers.get("transfer-encoding") or "").lower()
-        try:
-            length = int(length_header) if length_header else 0
-        except ValueError:
-            request.close_connection = True
-            return gateway_response(
-                api, "BAD_REQUEST_BODY", context | {"error.message": "Invalid Content-Length"}
+        if staged:
+            status, headers, payload = self._respond(
+                request, route, path_parameters, path, query, request_id, started, context
             )
-        if length > MAX_PAYLOAD_BYTES:
-            request.close_connection = True  # the body is not read
-            return gateway_response(api, "REQUEST_TOO_LARGE", context)
+        else:
+            # A URL without a stage reaches no API, so no gateway response applies: API Gateway's own 403.
+            status, headers, payload = 403, {"Content-Type": "application/json"}, b'{"message": "Forbidden"}'
+        response = Response(
+            payload, status=status, headers=list(headers.items() if isinstance(headers, dict) else headers)
+        )
+        response.headers["x-amzn-RequestId"] = request_id
+        label = route.pool.spec.short_name if route else "-"
+        log.info(
+            "%s %s %s %d %.1f ms",
+            request.method,
+            environ.get("REQUEST_URI", raw_path),
+            label,
+            status,
+            (time.time() - started) * 1000,
+        )
+        return response(environ, start_response)
 
+    def _respond(self, request: Request, route, path_parameters, path, query, request_id, started, context):
+        api = route.api if route else self.default_api
+        if request.content_length is not None and request.content_length > MAX_PAYLOAD_BYTES:
+            return gateway_response(api, "REQUEST_TOO_LARGE", context)
         if route is None:
-            self._drain(request, length, chunked)
-            if allowed:
-                # API Gateway answers MISSING_AUTHENTICATION_TOKEN here too; we say what is allowed.
-                status, headers, body = problem(
-                    405, "Method Not Allowed", f"{request.command} is not allowed on {path}.", request_id
-                )
-                return status, headers | {"Allow": ", ".join(allowed)}, body
+            # An undeclared method is answered as an unknown path, as API Gateway does.
             return gateway_response(api, "MISSING_AUTHENTICATION_TOKEN", context)
+        context |= {"resourcePath": route.spec.path, "stage": route.api.stage}
 
         api_key = request.headers.get("x-api-key")
         if route.spec.api_key_required:
             if not api_key or api_key not in self.api_keys:
-                self._drain(request, length, chunked)
                 return gateway_response(route.api, "INVALID_API_KEY", context)
         else:
             api_key = None  # API Gateway only identifies keys on methods that require one
-
-        body = self._read_body(request, length, chunked)
-        if body is None:
-            request.close_connection = True
+        try:
+            body = request.get_data()
+        except RequestEntityTooLarge:
             return gateway_response(route.api, "REQUEST_TOO_LARGE", context)
+        except (HTTPException, OSError, ValueError):
+            # A body werkzeug cannot read (a chunk size it does not parse, a client gone): a 400 as
+            # API Gateway answers an unreadable body, never a 5xx.
+            return gateway_response(
+                route.api, "BAD_REQUEST_BODY", context | {"error.message": "Invalid request body"}
+            )
 
         event = proxy_event(
             route=route,
-            method=request.command,
+            method=request.method,
             path=path,
             path_parameters=path_parameters,
             query=query,
-            header_items=request.header_items,
+            header_items=list(request.headers.items()),
             body=body,
-            source_ip=request.client_address[0],
+            source_ip=request.remote_addr or "",
             local_port=self.port,
             request_id=request_id,
             api_key=api_key,
             started=started,
         )
+        if len(event["body"] or "") > MAX_INVOKE_PAYLOAD_BYTES:
+            # Lambda refuses the invocation (RequestEntityTooLargeException), which API Gateway answers 413.
+            return gateway_response(route.api, "REQUEST_TOO_LARGE", context)
         invocation = self._invoke(route.pool, event)
         if invocation is None:
             return gateway_response(route.api, "INTEGRATION_TIMEOUT", context)
         if not invocation.ok:
             return gateway_response(route.api, "DEFAULT_5XX", context)
         try:
-            status, headers, payload = http_response(invocation.payload)
+            return http_response(invocation.payload)
         except MalformedResponse as exc:
             log.warning("malformed Lambda proxy response from %s: %s", route.pool.spec.short_name, exc)
             return gateway_response(route.api, "DEFAULT_5XX", context)
-        return status, headers, payload
 
     def _invoke(self, pool: FunctionPool, event: dict) -> Invocation | None:
         if pool.spec.timeout <= INTEGRATION_TIMEOUT_SECONDS:
@@ -539,45 +432,3 @@ class ApiGateway:
             return future.result(timeout=INTEGRATION_TIMEOUT_SECONDS)
         except concurrent.futures.TimeoutError:
             return None
-
-    @staticmethod
-    def _read_body(request: _Handler, length: int, chunked: bool) -> bytes | None:
-        if not chunked:
-            return request.rfile.read(length) if length else b""
-        parts, total = [], 0
-        while True:
-            size_line = request.rfile.readline(1024)
-            if not size_line:
-                raise ConnectionError("client went away")
-            size = int(size_line.split(b";", 1)[0].strip() or b"0", 16)
-            if size == 0:
-                while request.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
-                    pass  # trailers
-                return b"".join(parts)
-            total += size
-            if total > MAX_PAYLOAD_BYTES:
-                return None
-            parts.append(request.rfile.read(size))
-            request.rfile.readline(16)
-
-    def _drain(self, request: _Handler, length: int, chunked: bool) -> None:
-        """Read and drop a body we refuse, so the connection can carry the next request."""
-        if chunked:
-            if self._read_body(request, 0, True) is None:
-                request.close_connection = True
-        elif length:
-            request.rfile.read(length)
-
-    @staticmethod
-    def _send(request: _Handler, status: int, headers, payload: bytes, request_id: str) -> None:
-        items = headers.items() if isinstance(headers, dict) else headers
-        request.send_response(status)
-        for name, value in items:
-            request.send_header(name, value)
-        request.send_header("x-amzn-RequestId", request_id)
-        request.send_header("Content-Length", str(len(payload)))
-        if request.close_connection:
-            request.send_header("Connection", "close")
-        request.end_headers()
-        if request.command != "HEAD" and payload:
-            request.wfile.write(payload)

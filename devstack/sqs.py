@@ -1,8 +1,7 @@
 """A real SQS-protocol endpoint (moto's server, in its own process) with the template's queues.
 
 Stopping and starting the endpoint (a simulated outage) keeps the queues and their messages, as an
-SQS outage would. Given the functions' roles (`enforce`), the server checks their calls itself and
-reports each denial as it happens. Queues are named with a per-stack suffix, so stacks sharing an
+SQS outage would. Queues are named with a per-stack suffix, so stacks sharing an
 endpoint (invoke against a running `make dev`) never collide.
 """
 
@@ -13,17 +12,12 @@ import logging
 import socket
 import subprocess
 import sys
-import threading
-from collections.abc import Callable
-from queue import Queue
 
 import boto3
 from botocore.config import Config
 
 from devstack.children import end_child
-from devstack.iam import Role
-from devstack.sqs_iam import Denial
-from devstack.template import REGION, QueueSpec, queue_arn
+from devstack.template import REGION, BucketSpec, QueueSpec, queue_arn
 
 log = logging.getLogger("devstack.sqs")
 
@@ -41,12 +35,16 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-def sqs_client(endpoint: str, credentials: dict[str, str] | None = None, **config):
-    """A client with the runner's own credentials, or `credentials` (a function role's); `config`
-    is botocore's, over two retries in standard mode."""
-    credentials = credentials or FAKE_CREDENTIALS
+def sqs_client(endpoint: str, **config):
+    """A client with the runner's fake credentials; `config` is botocore's, over two retries in
+    standard mode (which also retries the 500s moto answers now and then, as AWS's pollers do)."""
+    return aws_client("sqs", endpoint, **config)
+
+
+def aws_client(service: str, endpoint: str, **config):
+    credentials = FAKE_CREDENTIALS
     return boto3.client(
-        "sqs",
+        service,
         endpoint_url=endpoint,
         region_name=REGION,
         aws_access_key_id=credentials["AWS_ACCESS_KEY_ID"],
@@ -67,16 +65,15 @@ class LocalSQS:
         port: int = 0,
         endpoint: str | None = None,
         queue_urls: dict[str, str] | None = None,
+        buckets: dict[str, BucketSpec] | None = None,
     ):
         self.queues = queues
+        self.buckets = buckets or {}
         self.host = host
         self.port = port or free_port(host)
         self.external_endpoint = endpoint
         self.queue_urls: dict[str, str] = dict(queue_urls or {})
         self._server: subprocess.Popen | None = None
-        self._answers: Queue[str] = Queue()
-        self._reader: threading.Thread | None = None
-        self._on_denial: Callable[[Denial], None] | None = None
         self.running = False
 
     @property
@@ -87,32 +84,22 @@ class LocalSQS:
         if self.external_endpoint:
             if not self.queue_urls:
                 self.create_queues()
+                self.create_buckets()
             return
         if self._server is None:
             self._server = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-                [sys.executable, "-m", "devstack.sqs_server", self.host, str(self.port)],
+                [sys.executable, "-m", "devstack.moto_process", self.host, str(self.port)],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 text=True,
                 start_new_session=True,  # Ctrl-C reaches the runner, which stops it
             )
-            self._reader = threading.Thread(target=self._read, name="sqs-server-output", daemon=True)
-            self._reader.start()
             self._answer()
         else:
             self._command("start")
         self.running = True
         self.create_queues()
-
-    def enforce(self, roles: dict[str, Role], on_denial: Callable[[Denial], None]) -> None:
-        """From now on the server checks every call signed with one of the roles' credentials;
-        `on_denial` hears of each call it denies."""
-        if self._server is None:
-            raise RuntimeError(
-                "an SQS endpoint this does not run needs devstack.iam_gateway in front to enforce roles"
-            )
-        self._on_denial = on_denial
-        self._command("roles " + json.dumps({function: role.documents for function, role in roles.items()}))
+        self.create_buckets()
 
     def _command(self, command: str) -> None:
         self._server.stdin.write(command + "\n")
@@ -120,19 +107,8 @@ class LocalSQS:
         self._answer()
 
     def _answer(self) -> None:
-        if self._answers.get() != "ok":
-            raise RuntimeError(f"the SQS endpoint on port {self.port} did not answer (exited?)")
-
-    def _read(self) -> None:
-        """The server's output: answers to commands, and denials whenever they happen."""
-        for line in self._server.stdout:
-            kind, _, detail = line.strip().partition(" ")
-            if kind == "denied":
-                if self._on_denial is not None:
-                    self._on_denial(Denial(*json.loads(detail)))
-            else:
-                self._answers.put(line.strip())
-        self._answers.put("")  # the server exited
+        if self._server.stdout.readline().strip() != "ok":
+            raise RuntimeError(f"the moto server on port {self.port} did not answer (exited?)")
 
     def create_queues(self) -> None:
         client = sqs_client(self.endpoint)
@@ -149,6 +125,30 @@ class LocalSQS:
             self.queue_urls[queue.logical_id] = url
         log.debug("queues ready: %s", ", ".join(self.queue_urls))
 
+    def create_buckets(self) -> None:
+        """Each bucket with its notifications to the template's queues: moto sends an upload's event
+        (after an s3:TestEvent, as S3 does) to the queue."""
+        client = aws_client("s3", self.endpoint)
+        for bucket in self.buckets.values():
+            client.create_bucket(Bucket=bucket.name)
+            if bucket.queue_notifications:
+                configurations = [
+                    {
+                        "QueueArn": n["Queue"],
+                        "Events": [n["Event"]],
+                        # CloudFormation's S3Key.Rules are the API's Key.FilterRules.
+                        **(
+                            {"Filter": {"Key": {"FilterRules": n["Filter"]["S3Key"]["Rules"]}}}
+                            if "Filter" in n
+                            else {}
+                        ),
+                    }
+                    for n in bucket.queue_notifications
+                ]
+                client.put_bucket_notification_configuration(
+                    Bucket=bucket.name, NotificationConfiguration={"QueueConfigurations": configurations}
+                )
+
     def stop(self) -> None:
         """An outage: the endpoint stops answering; queues and messages are kept."""
         if self._server is not None and self.running:
@@ -159,7 +159,6 @@ class LocalSQS:
         if self._server is None:
             return
         end_child(self._server)
-        self._reader.join(timeout=5)
         self._server.stdout.close()
         self._server = None
         self.running = False

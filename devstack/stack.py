@@ -23,17 +23,13 @@ from typing import Any
 
 from devstack.apigateway import ApiGateway, Route
 from devstack.esm import DEFAULT_CONCURRENCY, EventSourceMapping
-from devstack.iam import function_roles, role_credentials
-from devstack.iam_gateway import IamGateway
 from devstack.runtime import FunctionPool, Invocation, base_environment
 from devstack.schedule import Schedule
 from devstack.settings import Settings, load_settings
 from devstack.sqs import FAKE_CREDENTIALS, LocalSQS, free_port, sqs_client
-from devstack.sqs_iam import Denial, SqsPermissions
 from devstack.template import ACCOUNT_ID, REGION, UNRESOLVED, FunctionSpec, Template, load_template
 
 log = logging.getLogger("devstack")
-iam_log = logging.getLogger("devstack.iam")
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 OFFLINE_API_KEY = "offline-llm-needs-no-key"
@@ -106,7 +102,6 @@ class Stack:
         sqs_endpoint: str | None = None,
         queue_urls: dict[str, str] | None = None,
         function_env: dict[str, str] | None = None,
-        iam: bool | None = None,
     ):
         self.root = Path(root)
         self.template_path = Path(template) if template else self.root / "infra" / "template.yaml"
@@ -126,8 +121,6 @@ class Stack:
         self.external_queue_urls = queue_urls
         self.name_suffix = uuid.uuid4().hex[:12].upper()
         self.function_env = dict(function_env or {})
-        # Each function's role is enforced on its SQS calls unless DEVSTACK_IAM=off (docs/local-runner.md).
-        self.enforce_iam = self.settings.get("DEVSTACK_IAM", "on").lower() != "off" if iam is None else iam
 
         self.template: Template | None = None
         self.database_url: str | None = None
@@ -139,9 +132,6 @@ class Stack:
         self._postgres = None
         self._sqs: LocalSQS | None = None
         self._api: ApiGateway | None = None
-        # Only for an SQS endpoint this stack does not run; its own server checks the roles itself.
-        self.iam_gateway: IamGateway | None = None
-        self.iam_denials: list[Denial] = []  # calls a role did not allow, newest last
 
     # --- what tests and tools read ------------------------------------------------------------
 
@@ -157,12 +147,6 @@ class Stack:
     @property
     def sqs_endpoint(self) -> str:
         return self._sqs.endpoint
-
-    @property
-    def function_sqs_endpoint(self) -> str:
-        """Where the functions and their event source mappings send SQS calls (the IAM gateway in front
-        of an endpoint this stack does not run)."""
-        return self.iam_gateway.endpoint if self.iam_gateway else self.sqs_endpoint
 
     @property
     def queue_urls(self) -> dict[str, str]:
@@ -203,10 +187,9 @@ class Stack:
             port=self.sqs_port or free_port(self.host),
             endpoint=self.external_sqs,
             queue_urls=self.external_queue_urls,
+            buckets=bare.buckets,
         )
         self._sqs.start()
-        if self.enforce_iam:
-            self._enforce_iam()
         database.join()
         if failure:
             raise failure[0]
@@ -242,8 +225,7 @@ class Stack:
                     self._sqs.queue_urls[source.queue],
                     queue.arn,
                     self.pools[spec.logical_id],
-                    self.function_sqs_endpoint,
-                    role_credentials(spec.logical_id),  # Lambda polls with the function's role
+                    self.sqs_endpoint,
                 )
                 mapping.start()
                 self.mappings.append(mapping)
@@ -253,6 +235,7 @@ class Stack:
             if self.schedules_enabled:
                 for schedule in self.schedules[spec.logical_id]:
                     schedule.start()
+        self._resend_unfinished_jobs()
         if self.state_file:
             self._write_state()
         # What the runner has loaded and built lives as long as it does: frozen, a full garbage
@@ -260,20 +243,38 @@ class Stack:
         gc.collect()
         gc.freeze()
 
-    def _enforce_iam(self) -> None:
-        queue_names = {lid: url.rstrip("/").rsplit("/", 1)[-1] for lid, url in self._sqs.queue_urls.items()}
-        roles = function_roles(self.template_path, self.parameter_overrides, queue_names)
-        if not self._sqs.external_endpoint:
-            self._sqs.enforce(roles, self._denied)
+    def _resend_unfinished_jobs(self) -> None:
+        """The queue lives in this runner's memory: a runner that died (SIGKILL) took the messages of
+        its jobs in flight with it. Send one again for every unfinished job; a duplicate is harmless,
+        as claims are guarded (docs/local-runner.md)."""
+        queue_url = next(
+            (
+                s.environment["JOBS_QUEUE_URL"]
+                for s in self.template.functions.values()
+                if "JOBS_QUEUE_URL" in s.environment
+            ),
+            None,
+        )
+        if self.external_sqs or not self.database_url or not isinstance(queue_url, str):
             return
-        # Only the runner and its functions use the gateway: a key of no role there is invalid.
-        trusted = {FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"]}
-        permissions = SqsPermissions(roles, self._denied, trusted_key_ids=trusted)
-        self.iam_gateway = IamGateway(self._sqs.endpoint, permissions, host=self.host).start()
+        import psycopg
 
-    def _denied(self, denial: Denial) -> None:
-        iam_log.warning("IAM: %s may not %s on %s", *denial)
-        self.iam_denials.append(denial)
+        from guideline_ingest.models import JobStatus
+
+        unfinished = [JobStatus.PENDING.value, JobStatus.PROCESSING.value]
+        with psycopg.connect(self.database_url) as connection:
+            rows = connection.execute(
+                "SELECT event_id FROM jobs WHERE status::text = ANY(%s)", [unfinished]
+            ).fetchall()
+        client = self.sqs()
+        for start in range(0, len(rows), 10):
+            entries = [
+                {"Id": str(i), "MessageBody": json.dumps({"event_id": str(row[0])})}
+                for i, row in enumerate(rows[start : start + 10])
+            ]
+            client.send_message_batch(QueueUrl=queue_url, Entries=entries)
+        if rows:
+            log.info("re-sent the messages of %d unfinished job(s) the last run left", len(rows))
 
     def _start_database(self) -> None:
         if not self.use_database:
@@ -333,12 +334,12 @@ class Stack:
     def _function_environment(self, spec: FunctionSpec) -> dict[str, str]:
         """See docs/local-runner.md, "Precedence"."""
         env = base_environment()
-        env.update(role_credentials(spec.logical_id))
+        env.update(FAKE_CREDENTIALS)
         env.update(
             {
                 "AWS_REGION": REGION,
                 "AWS_DEFAULT_REGION": REGION,
-                "AWS_ENDPOINT_URL": self.function_sqs_endpoint,
+                "AWS_ENDPOINT_URL": self.sqs_endpoint,
                 "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12",
                 "AWS_LAMBDA_FUNCTION_NAME": spec.logical_id,
                 "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
@@ -395,9 +396,6 @@ class Stack:
                 schedule.stop()
         if self.offline_llm is not None:
             self.offline_llm.stop()
-        if self.iam_gateway is not None:
-            self.iam_gateway.stop()
-            self.iam_gateway = None
         if self._sqs is not None:
             self._sqs.close()
         if self._postgres is not None:

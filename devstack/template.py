@@ -134,6 +134,14 @@ class QueueSpec:
 
 
 @dataclass
+class BucketSpec:
+    logical_id: str
+    name: str
+    # NotificationConfiguration.QueueConfigurations, resolved: {"Event", "Queue" (an ARN), "Filter"?}
+    queue_notifications: list[dict]
+
+
+@dataclass
 class ApiSpec:
     logical_id: str
     stage: str
@@ -149,6 +157,7 @@ class Template:
     functions: dict[str, FunctionSpec]
     queues: dict[str, QueueSpec]
     apis: dict[str, ApiSpec]
+    buckets: dict[str, BucketSpec] = field(default_factory=dict)
 
     def function(self, name: str) -> FunctionSpec:
         """By logical id (SubmitFunction) or short name (submit)."""
@@ -210,6 +219,10 @@ class _Resolver:
         resource = self.resources.get(logical_id)
         if resource is None:
             raise TemplateError(f"!GetAtt on unknown resource {logical_id!r}")
+        if resource.get("Type") == "AWS::S3::Bucket":
+            name = self.refs[logical_id]
+            values = {"Arn": f"arn:aws:s3:::{name}", "DomainName": f"{name}.s3.amazonaws.com"}
+            return values.get(attribute, UNRESOLVED)
         if resource.get("Type") == "AWS::SQS::Queue":
             name = self.refs.get(f"{logical_id}.QueueName", logical_id)
             values = {"Arn": queue_arn(name, self.region), "QueueName": name}
@@ -273,19 +286,7 @@ class _Resolver:
             if items is UNRESOLVED or UNRESOLVED in items:
                 return UNRESOLVED
             return separator.join(str(i) for i in items)
-        if name == "Select":
-            index, items = (self.resolve(a) for a in arg)
-            if items is UNRESOLVED or index is UNRESOLVED:
-                return UNRESOLVED
-            return items[int(index)]
-        if name == "Split":
-            separator, value = arg
-            value = self.resolve(value)
-            return UNRESOLVED if value is UNRESOLVED else value.split(separator)
-        if name == "FindInMap":
-            mapping, key, attribute = (self.resolve(a) for a in arg)
-            return self.doc["Mappings"][mapping][key][attribute]
-        # ImportValue, GetAZs, Base64, Cidr...: cloud-only values.
+        # Functions the template does not use (ImportValue, Select...): left to AWS.
         return UNRESOLVED
 
     def _sub(self, arg: Any) -> Any:
@@ -389,6 +390,11 @@ def load_template(
             if not isinstance(name, str):
                 name = f"{STACK_NAME}-{logical_id}-{name_suffix}" if name_suffix else logical_id
             refs[f"{logical_id}.QueueName"] = name
+        elif kind == "AWS::S3::Bucket":
+            name = props.get("BucketName")
+            if not isinstance(name, str):  # CloudFormation's names are lower case
+                name = f"{STACK_NAME}-{logical_id}-{name_suffix or 'local'}".lower()
+            refs[logical_id] = name
         elif kind == "AWS::Serverless::Function":
             refs[logical_id] = logical_id
         elif kind == "AWS::Serverless::Api":
@@ -424,7 +430,16 @@ def load_template(
         for event_name, event in (props.get("Events") or {}).items():
             _add_event(spec, event_name, event, resolver, apis, api_globals)
         functions[lid] = spec
-    return Template(path=path, parameters=parameters, functions=functions, queues=queues, apis=apis)
+    buckets = {}
+    for lid, resource in resources.items():
+        if resource.get("Type") == "AWS::S3::Bucket" and included(resource):
+            notifications = resolver.resolve(
+                (resource.get("Properties") or {}).get("NotificationConfiguration") or {}
+            )
+            buckets[lid] = BucketSpec(lid, refs[lid], list(notifications.get("QueueConfigurations") or []))
+    return Template(
+        path=path, parameters=parameters, functions=functions, queues=queues, apis=apis, buckets=buckets
+    )
 
 
 def _api_spec(logical_id: str, props: dict) -> ApiSpec:
@@ -544,20 +559,3 @@ def _queues_by_arn(resolver: _Resolver) -> dict[str, str]:
         for lid, r in resolver.resources.items()
         if r.get("Type") == "AWS::SQS::Queue"
     }
-
-
-def resolve_with_queues(
-    doc: dict,
-    node: Any,
-    parameter_overrides: dict[str, str] | None,
-    queue_names: dict[str, str],
-    region: str = REGION,
-) -> Any:
-    """Resolve `node` of `doc` (a template, also a SAM-translated one) with the local queues' names
-    (logical id -> name): `!GetAtt Queue.QueueName` and `.Arn` become the local queue's."""
-    refs: dict[str, Any] = {}
-    for logical_id, name in queue_names.items():
-        refs[logical_id] = UNRESOLVED
-        refs[f"{logical_id}.QueueName"] = name
-    parameters = _parameters(doc, dict(parameter_overrides or {}))
-    return _Resolver(doc, parameters, region, refs).resolve(node)

@@ -67,7 +67,7 @@ def database_url():
 
 @pytest.fixture(scope="session")
 def moto_endpoint():
-    """The SQS endpoint `make dev` runs (moto with devstack.moto_patches, in its own process)."""
+    """The SQS endpoint `make dev` runs (moto's own server, in its own process)."""
     server = LocalSQS({})
     server.start()
     yield server.endpoint

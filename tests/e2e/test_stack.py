@@ -95,8 +95,9 @@ def test_gateway_answers_follow_the_template(stack):
     wrong_method = requests.delete(
         f"{stack.base_url}/jobs", headers={"x-api-key": "integration-key"}, timeout=30
     )
-    assert wrong_method.status_code == 405
-    assert "POST" in wrong_method.headers["Allow"].split(", ")
+    # An undeclared method is answered as an unknown path (MISSING_AUTHENTICATION_TOKEN), as API Gateway does.
+    assert wrong_method.status_code == 404
+    assert wrong_method.headers["Content-Type"] == "application/problem+json"
 
     assert requests.get(f"{stack.base_url}/health", timeout=30).status_code == 200
 

@@ -3,8 +3,8 @@
 The calls are read from the source (tests/aws_calls.py), with the resource traced to the environment
 variable it comes from, then through the template's environment to the queue or secret. The event
 source mappings' own calls count too: on AWS they use the function's role. The roles come from the
-SAM translation and moto's policy evaluator (devstack/iam.py), the same ones the local runner's IAM
-gateway enforces.
+SAM translation and moto's policy evaluator (tests/iam_roles.py). This is the guard: the local
+runner does not enforce the roles at run time (docs/local-runner.md).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import pytest
 import yaml
 from aws_calls import CodeBase
 
-from devstack.iam import EVENT_SOURCE_ACTIONS, function_roles, iam_action
-from devstack.sqs_iam import queue_arn_from_url
 from devstack.template import ACCOUNT_ID, REGION, load_template, load_yaml
+
+from iam_roles import EVENT_SOURCE_ACTIONS, function_roles, iam_action, queue_arn_from_url
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = ROOT / "infra" / "template.yaml"

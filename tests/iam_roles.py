@@ -7,8 +7,8 @@ inline documents are resolved against the local queues; the managed ones are not
 translator, so their documents are copied here. A role is then asked with moto's policy evaluator
 (`IAMPolicy.is_action_permitted`), which applies IAM's matching rules (wildcards, Deny wins).
 
-Used by the SQS IAM check (devstack/sqs_iam.py, in the SQS server or its gateway) and by the
-static check of the functions' AWS calls (tests/test_iam.py).
+Used by the static check of the functions' AWS calls (tests/test_iam.py); the local runner does
+not enforce the roles at run time (docs/local-runner.md says why).
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from devstack.template import UNRESOLVED, TemplateError, load_yaml, resolve_with_queues
+from devstack.template import REGION, UNRESOLVED, TemplateError, _parameters, _Resolver, load_yaml
 
 # Documents of the AWS managed policies SAM attaches (AWS Managed Policy Reference Guide:
 # AWSLambdaBasicExecutionRole, AWSXrayWriteOnlyAccess, AWSLambdaVPCAccessExecutionRole,
@@ -90,8 +91,6 @@ _BATCH_ACTIONS = {
 # What the SQS event source mapping calls with the function's role, as Lambda's pollers do.
 EVENT_SOURCE_ACTIONS = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")
 
-ACCESS_KEY_PREFIX = "ASIALOCAL"
-
 
 def iam_action(service: str, operation: str) -> str:
     """`sqs:SendMessage` for the API operation SendMessageBatch of service sqs."""
@@ -100,18 +99,10 @@ def iam_action(service: str, operation: str) -> str:
     return f"{service}:{operation}"
 
 
-def role_access_key_id(function_logical_id: str) -> str:
-    """The access key id of a function's role credentials: fake, one per function, as Lambda
-    gives each function the temporary credentials of its own role."""
-    return ACCESS_KEY_PREFIX + function_logical_id.upper()
-
-
-def role_credentials(function_logical_id: str) -> dict[str, str]:
-    return {
-        "AWS_ACCESS_KEY_ID": role_access_key_id(function_logical_id),
-        "AWS_SECRET_ACCESS_KEY": "local-role-secret",
-        "AWS_SESSION_TOKEN": f"local-session-{function_logical_id}",
-    }
+def queue_arn_from_url(queue_url: str, region: str) -> str:
+    """arn:aws:sqs:<region>:<account>:<name> of `http://host/<account>/<name>` (AWS, moto, LocalStack)."""
+    account, name = [part for part in urlsplit(queue_url).path.split("/") if part][-2:]
+    return f"arn:aws:sqs:{region}:{account}:{name}"
 
 
 @dataclass(frozen=True)
@@ -181,7 +172,9 @@ def function_roles(
         documents = [_document(logical_id, policy["PolicyDocument"]) for policy in resolved["Policies"]]
         for arn in resolved["ManagedPolicyArns"]:
             if arn not in MANAGED_POLICIES:
-                raise TemplateError(f"{logical_id}: the managed policy {arn} is not known to devstack/iam.py")
+                raise TemplateError(
+                    f"{logical_id}: the managed policy {arn} is not known to tests/iam_roles.py"
+                )
             documents.append(json.dumps(MANAGED_POLICIES[arn]))
         roles[logical_id] = Role(logical_id, tuple(documents))
     return roles
@@ -195,3 +188,20 @@ def _unresolvable(function: str, value: Any) -> Any:
     if value is UNRESOLVED:
         raise TemplateError(f"{function}: a policy names a resource that only exists in AWS")
     raise TypeError(f"{value!r} is not JSON")
+
+
+def resolve_with_queues(
+    doc: dict,
+    node: Any,
+    parameter_overrides: dict[str, str] | None,
+    queue_names: dict[str, str],
+    region: str = REGION,
+) -> Any:
+    """Resolve `node` of `doc` (a template, also a SAM-translated one) with the local queues' names
+    (logical id -> name): `!GetAtt Queue.QueueName` and `.Arn` become the local queue's."""
+    refs: dict[str, Any] = {}
+    for logical_id, name in queue_names.items():
+        refs[logical_id] = UNRESOLVED
+        refs[f"{logical_id}.QueueName"] = name
+    parameters = _parameters(doc, dict(parameter_overrides or {}))
+    return _Resolver(doc, parameters, region, refs).resolve(node)
