@@ -1,0 +1,201 @@
+"""CPU and database round trips per request of the submit and status handlers, warm and in-process.
+
+The handlers run in this process, called with the event files of events/ as Lambda calls them;
+PostgreSQL (embedded) and SQS (moto's own server) run in processes of their own, so this process's
+CPU time is the handler's: our code, its framework and the client libraries. The floor
+(bench/floor_function) does only the INSERT and the SendMessage of a submission, with no framework:
+measured in the same run, in turns with the handlers, it makes the ratio independent of the
+machine's speed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import boto3
+
+from bench import functions
+from bench.queries import StatementLog
+from bench.report import Row
+
+EVENTS = functions.ROOT / "events"
+APPLICATION = "bench-handler"  # the handlers' application_name (from AWS_LAMBDA_FUNCTION_NAME)
+GUIDELINES = (Path(__file__).with_name("guidelines.md")).read_text(encoding="utf-8")
+
+
+class Context:
+    """What a handler reads of Lambda's context object."""
+
+    function_name = APPLICATION
+    function_version = "$LATEST"
+    invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{APPLICATION}"
+    memory_limit_in_mb = 512
+    log_group_name = f"/aws/lambda/{APPLICATION}"
+    log_stream_name = "bench"
+
+    def __init__(self):
+        self.aws_request_id = str(uuid.uuid4())
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 10_000
+
+
+@contextlib.contextmanager
+def services():
+    """Embedded PostgreSQL (migrated) and moto's server with the two queues: the functions' settings."""
+    from devstack.postgres import LocalPostgres
+    from guideline_ingest.migrations import migrate
+
+    scratch = Path(tempfile.mkdtemp(prefix="bench-handlers-"))
+    scratch.chmod(0o755)  # as root, the embedded server runs as its own user
+    postgres = LocalPostgres(scratch / "pgdata")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    moto = subprocess.Popen(  # noqa: S603 - moto's own server module
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        database_url = postgres.start()
+        migrate(database_url)
+        endpoint = f"http://127.0.0.1:{port}"
+        _wait_for(endpoint)
+        sqs = boto3.client("sqs", endpoint_url=endpoint, **_credentials())
+        queues = {
+            name: sqs.create_queue(QueueName=f"bench-{name}")["QueueUrl"] for name in ("jobs", "webhooks")
+        }
+        yield {
+            "DATABASE_URL": database_url,
+            "DATABASE_SSLMODE": "disable",
+            "AWS_ENDPOINT_URL": endpoint,
+            "JOBS_QUEUE_URL": queues["jobs"],
+            "WEBHOOK_QUEUE_URL": queues["webhooks"],
+            "WEBHOOK_SIGNING_SECRET": "bench-webhook-signing-secret-0123456789",
+        }
+    finally:
+        moto.terminate()
+        moto.wait()
+        postgres.stop()
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _credentials() -> dict:
+    return {"region_name": "us-east-1", "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+
+
+def _wait_for(endpoint: str, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            urllib.request.urlopen(endpoint, timeout=1).close()  # noqa: S310 - loopback
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def _event(name: str, **changes) -> dict:
+    return json.loads((EVENTS / name).read_text(encoding="utf-8")) | changes
+
+
+@contextlib.contextmanager
+def _quiet():
+    """The functions log each request to stdout, as on Lambda: the writing is measured, the lines dropped."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def run(quick: bool, say) -> list[Row]:
+    rounds, per_round = (2, 3) if quick else (15, 40)
+    with services() as settings:
+        os.environ.update(
+            functions.environment("submit", **settings)
+            | functions.environment("status", **settings)
+            | {"AWS_LAMBDA_FUNCTION_NAME": APPLICATION}
+        )
+        handlers = {name: functions.load(name).handler for name in ("submit", "status", "floor")}
+        numbers = iter(range(10**9))
+
+        def submit_event() -> dict:
+            return _event(
+                "submit.json", body=json.dumps({"guidelines": f"{GUIDELINES}\nRef {next(numbers)}"})
+            )
+
+        with _quiet():
+            answer = handlers["submit"](submit_event(), Context())
+        event_id = json.loads(answer["body"])["event_id"]
+        status_event = _event("status.json", path=f"/jobs/{event_id}", pathParameters={"event_id": event_id})
+        events = {"submit": submit_event, "status": lambda: status_event, "floor": submit_event}
+        expected = {"submit": 202, "status": 200, "floor": 202}
+
+        def call(name: str, times: int) -> float:
+            """CPU seconds per call of `times` calls."""
+            batch = [events[name]() for _ in range(times)]
+            started = time.process_time()
+            for event in batch:
+                status = handlers[name](event, Context())["statusCode"]
+                if status != expected[name]:
+                    raise RuntimeError(f"{name} answered {status}")
+            return (time.process_time() - started) / times
+
+        say(f"  CPU: {rounds} rounds of {per_round} calls per handler, in turns")
+        cpu: dict[str, list[float]] = {name: [] for name in handlers}
+        with _quiet():
+            for name in handlers:
+                call(name, per_round)  # warm: connections made, lazy imports done
+            for _ in range(rounds):
+                for name in handlers:
+                    cpu[name].append(call(name, per_round))
+            statements = {}
+            for name in handlers:
+                with StatementLog(settings["DATABASE_URL"]) as log:
+                    call(name, per_round)
+                    found = log.statements()
+                application = "bench-floor" if name == "floor" else APPLICATION
+                statements[name] = found.get(application, {})
+    median_ms = {name: 1000 * statistics.median(values) for name, values in cpu.items()}
+    rows = [
+        Row(
+            "in-process",
+            f"{name} handler: CPU per request",
+            f"{median_ms[name]:.2f} ms",
+            f"floor {median_ms['floor']:.2f} ms",
+            f"{median_ms[name] / median_ms['floor']:.2f}x the floor",
+        )
+        for name in ("submit", "status")
+    ]
+    for name in ("submit", "status", "floor"):
+        counted = statements[name]
+        kinds = ", ".join(f"{text.split()[0]} {count / per_round:g}" for text, count in counted.items())
+        rows.append(
+            Row(
+                "in-process",
+                f"{name}: database round trips per request",
+                f"{sum(counted.values()) / per_round:g}",
+                kinds,
+            )
+        )
+    return rows
