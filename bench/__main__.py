@@ -26,9 +26,8 @@ QUICK_OUT = ROOT / ".local" / "bench" / "quick.md"
 
 
 def _commit() -> str:
-    completed = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False
-    )
+    command = ["git", "rev-parse", "--short", "HEAD"]
+    completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)  # noqa: S603
     return completed.stdout.strip() or "unknown"
 
 
