@@ -24,6 +24,13 @@ LAMBDA_UNZIPPED_LIMIT_MB = 250
 # Heavy modules a reader may want absent: status answers polls and needs neither.
 HEAVY = ("boto3", "openai", "pypdfium2")
 
+# What a deployment supplies (a database, a key for the LLM); nothing is reached during init.
+DEPLOYMENT = {
+    "DATABASE_URL": "postgresql://bench@127.0.0.1:9/never-connected",
+    "DATABASE_SSLMODE": "disable",
+    "OPENAI_API_KEY": "bench-never-used",
+    "JOBS_QUEUE_URL": "http://127.0.0.1:9/000000000000/never-sent",
+}
 # Runs in the fresh interpreter; nothing is imported before the timer starts.
 _INIT = """
 import json, sys, time
@@ -36,27 +43,13 @@ print(json.dumps({{"init_ms": (time.perf_counter() - started) * 1000, "modules":
 
 def cold_start(function: str, runs: int) -> dict:
     code_dir = functions.code_dir(function)
-    # What a deployment supplies (a database, a key for the LLM); nothing is reached during init.
-    settings = {
-        "DATABASE_URL": "postgresql://bench@127.0.0.1:9/never-connected",
-        "DATABASE_SSLMODE": "disable",
-        "OPENAI_API_KEY": "bench-never-used",
-    }
-    variables = (
-        functions.environment(function, **settings) if function != "floor" else functions.LAMBDA | settings
-    )
-    keep = {name: os.environ[name] for name in ("PATH", "HOME", "LANG") if name in os.environ}
-    code = _INIT.format(paths=[str(code_dir), str(ROOT / "layers" / "core")])
+    env = {name: os.environ[name] for name in ("PATH", "HOME", "LANG") if name in os.environ}
+    env |= functions.environment(function, **DEPLOYMENT)
+    command = [sys.executable, "-P", "-c", _INIT.format(paths=[str(code_dir), str(ROOT / "layers" / "core")])]
     timings, modules = [], set()
     for _ in range(runs):
         completed = subprocess.run(  # noqa: S603 - our own interpreter and code
-            [sys.executable, "-P", "-c", code],
-            capture_output=True,
-            text=True,
-            cwd=code_dir,
-            env=keep | variables | {"JOBS_QUEUE_URL": "http://127.0.0.1:9/0/never-sent"},
-            timeout=120,
-            check=False,
+            command, capture_output=True, text=True, cwd=code_dir, env=env, check=False
         )
         if completed.returncode != 0:
             raise RuntimeError(f"the cold start of {function} failed: {completed.stderr[-2000:]}")
@@ -94,30 +87,20 @@ def _megabytes(path: Path) -> float:
 
 
 def package_rows(functions_by_id: dict[str, str]) -> list[Row]:
-    failure = build()
-    if failure:
+    if failure := build():
         return [Row("package", "sizes after sam build", failure)]
-    resources = functions.template()["Resources"]
-    layers = {
-        logical_id: _megabytes(BUILD_DIR / logical_id)
-        for logical_id, resource in resources.items()
-        if resource["Type"] == "AWS::Serverless::LayerVersion" and (BUILD_DIR / logical_id).is_dir()
-    }
+    # Every function carries the layers of Globals, the only layers the template builds.
+    layers = sum(_megabytes(path) for path in BUILD_DIR.glob("*Layer"))
     rows = []
     for name, logical_id in functions_by_id.items():
         own = _megabytes(BUILD_DIR / logical_id)
-        # A layer counts when the function lists it, or through Globals (SAM copies those in).
-        listed = json.dumps(resources[logical_id]["Properties"].get("Layers", [])) + json.dumps(
-            functions.template()["Globals"]["Function"].get("Layers", [])
-        )
-        total = own + sum(size for layer, size in layers.items() if f'"{layer}"' in listed)
         rows.append(
             Row(
                 "package",
                 f"{name}: unzipped, with its layers",
-                f"{total:.1f} MB ({own:.1f} MB own)",
+                f"{own + layers:.1f} MB ({own:.1f} MB own)",
                 f"Lambda's limit {LAMBDA_UNZIPPED_LIMIT_MB} MB",
-                verdict(total < LAMBDA_UNZIPPED_LIMIT_MB),
+                verdict(own + layers < LAMBDA_UNZIPPED_LIMIT_MB),
             )
         )
     return rows

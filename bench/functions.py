@@ -31,10 +31,8 @@ class _Loader(yaml.SafeLoader):
 def _intrinsic(loader: _Loader, suffix: str, node: yaml.Node) -> dict:
     if isinstance(node, yaml.ScalarNode):
         value = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
     else:
-        value = loader.construct_mapping(node, deep=True)
+        value = getattr(loader, f"construct_{node.id}")(node, deep=True)
     if suffix == "GetAtt" and isinstance(value, str):
         value = value.split(".", 1)
     return {"Ref" if suffix == "Ref" else f"Fn::{suffix}": value}
@@ -64,6 +62,8 @@ def environment(function: str, **overrides: str) -> dict[str, str]:
     """Globals' and the function's variables with every parameter at its default; a reference to a
     resource (a queue URL, a bucket, a secret) gets a placeholder unless `overrides` name it."""
     document = template()
+    if function not in names():  # the floor
+        return LAMBDA | {"AWS_LAMBDA_FUNCTION_NAME": function} | overrides
     parameters = {name: str(spec.get("Default", "")) for name, spec in document["Parameters"].items()}
     resources = document["Resources"]
     absent = object()

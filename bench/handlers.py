@@ -13,18 +13,17 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
 import boto3
+import botocore.exceptions
 
 from bench import functions
 from bench.queries import StatementLog
@@ -35,21 +34,14 @@ APPLICATION = "bench-handler"  # the handlers' application_name (from AWS_LAMBDA
 GUIDELINES = (Path(__file__).with_name("guidelines.md")).read_text(encoding="utf-8")
 
 
-class Context:
-    """What a handler reads of Lambda's context object."""
-
-    function_name = APPLICATION
-    function_version = "$LATEST"
-    invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{APPLICATION}"
-    memory_limit_in_mb = 512
-    log_group_name = f"/aws/lambda/{APPLICATION}"
-    log_stream_name = "bench"
-
-    def __init__(self):
-        self.aws_request_id = str(uuid.uuid4())
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 10_000
+# What a handler reads of Lambda's context object.
+CONTEXT = SimpleNamespace(
+    function_name=APPLICATION,
+    memory_limit_in_mb=512,
+    invoked_function_arn=f"arn:aws:lambda:us-east-1:123456789012:function:{APPLICATION}",
+    aws_request_id="bench",
+    get_remaining_time_in_millis=lambda: 10_000,
+)
 
 
 @contextlib.contextmanager
@@ -58,55 +50,36 @@ def services():
     from devstack.postgres import LocalPostgres
     from guideline_ingest.migrations import migrate
 
-    scratch = Path(tempfile.mkdtemp(prefix="bench-handlers-"))
-    scratch.chmod(0o755)  # as root, the embedded server runs as its own user
-    postgres = LocalPostgres(scratch / "pgdata")
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    moto = subprocess.Popen(  # noqa: S603 - moto's own server module
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        database_url = postgres.start()
-        migrate(database_url)
-        endpoint = f"http://127.0.0.1:{port}"
-        _wait_for(endpoint)
-        sqs = boto3.client("sqs", endpoint_url=endpoint, **_credentials())
-        queues = {
-            name: sqs.create_queue(QueueName=f"bench-{name}")["QueueUrl"] for name in ("jobs", "webhooks")
-        }
-        yield {
-            "DATABASE_URL": database_url,
-            "DATABASE_SSLMODE": "disable",
-            "AWS_ENDPOINT_URL": endpoint,
-            "JOBS_QUEUE_URL": queues["jobs"],
-            "WEBHOOK_QUEUE_URL": queues["webhooks"],
-            "WEBHOOK_SIGNING_SECRET": "bench-webhook-signing-secret-0123456789",
-        }
-    finally:
-        moto.terminate()
-        moto.wait()
-        postgres.stop()
-        shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _credentials() -> dict:
-    return {"region_name": "us-east-1", "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-
-
-def _wait_for(endpoint: str, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while True:
+        endpoint = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", endpoint.rsplit(":", 1)[1]]
+    moto = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
+    with tempfile.TemporaryDirectory(prefix="bench-handlers-") as scratch:
+        Path(scratch).chmod(0o755)  # as root, the embedded server runs as its own user
+        postgres = LocalPostgres(Path(scratch) / "pgdata")
         try:
-            urllib.request.urlopen(endpoint, timeout=1).close()  # noqa: S310 - loopback
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+            database_url = postgres.start()
+            migrate(database_url)
+            os.environ.update(functions.LAMBDA)
+            sqs = boto3.client("sqs", endpoint_url=endpoint)
+            for _ in range(100):  # moto's server takes a moment to listen
+                with contextlib.suppress(botocore.exceptions.EndpointConnectionError):
+                    queues = [sqs.create_queue(QueueName=f"bench-{n}")["QueueUrl"] for n in ("jobs", "hooks")]
+                    break
+                time.sleep(0.2)
+            yield {
+                "DATABASE_URL": database_url,
+                "DATABASE_SSLMODE": "disable",
+                "AWS_ENDPOINT_URL": endpoint,
+                "JOBS_QUEUE_URL": queues[0],
+                "WEBHOOK_QUEUE_URL": queues[1],
+                "WEBHOOK_SIGNING_SECRET": "bench-webhook-signing-secret-0123456789",
+            }
+        finally:
+            moto.terminate()
+            moto.wait()
+            postgres.stop()
 
 
 def _event(name: str, **changes) -> dict:
@@ -145,7 +118,7 @@ def run(quick: bool, say) -> list[Row]:
             )
 
         with _quiet():
-            answer = handlers["submit"](submit_event(), Context())
+            answer = handlers["submit"](submit_event(), CONTEXT)
         event_id = json.loads(answer["body"])["event_id"]
         status_event = _event("status.json", path=f"/jobs/{event_id}", pathParameters={"event_id": event_id})
         events = {"submit": submit_event, "status": lambda: status_event, "floor": submit_event}
@@ -156,7 +129,7 @@ def run(quick: bool, say) -> list[Row]:
             batch = [events[name]() for _ in range(times)]
             started = time.process_time()
             for event in batch:
-                status = handlers[name](event, Context())["statusCode"]
+                status = handlers[name](event, CONTEXT)["statusCode"]
                 if status != expected[name]:
                     raise RuntimeError(f"{name} answered {status}")
             return (time.process_time() - started) / times

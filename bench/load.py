@@ -111,26 +111,13 @@ def run(plan: Plan) -> dict:
     }
 
 
-def start(plan: Plan) -> subprocess.Popen:
-    """The load in a process of its own; `finish` collects its result."""
-    return subprocess.Popen(  # noqa: S603 - our own interpreter and module
-        [sys.executable, "-m", "bench.load", json.dumps(asdict(plan))],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
-
-
-def finish(process: subprocess.Popen) -> dict:
-    output, errors = process.communicate()
-    if process.returncode != 0:
-        raise RuntimeError(f"the load generator failed: {errors[-2000:]}")
-    return json.loads(output)
-
-
 def drive(plan: Plan) -> dict:
-    return finish(start(plan))
+    """The load in a process of its own, and its result."""
+    command = [sys.executable, "-m", "bench.load", json.dumps(asdict(plan))]
+    completed = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=False)  # noqa: S603
+    if completed.returncode != 0:
+        raise RuntimeError(f"the load generator failed: {completed.stderr[-2000:]}")
+    return json.loads(completed.stdout)
 
 
 if __name__ == "__main__":
