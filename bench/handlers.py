@@ -5,7 +5,9 @@ PostgreSQL (embedded) and SQS (moto's own server) run in processes of their own,
 CPU time is the handler's: our code, its framework and the client libraries. The floor
 (bench/floor_function) does only the INSERT and the SendMessage of a submission, with no framework:
 measured in the same run, in turns with the handlers, it makes the ratio independent of the
-machine's speed.
+machine's speed. Round trips are counted from PostgreSQL's own log (the embedded server has no
+pg_stat_statements, which needs a preloaded library): each statement is one, the service never
+pipelines.
 """
 
 from __future__ import annotations
@@ -13,25 +15,66 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 
 import boto3
 import botocore.exceptions
+import psycopg
 
 from bench import functions
-from bench.queries import StatementLog
 from bench.report import Row
 
 EVENTS = functions.ROOT / "events"
 APPLICATION = "bench-handler"  # the handlers' application_name (from AWS_LAMBDA_FUNCTION_NAME)
 GUIDELINES = (Path(__file__).with_name("guidelines.md")).read_text(encoding="utf-8")
+
+
+_PREFIX = "%m [%p] app=%a "
+# Each entry starts with the prefix; a statement's own newlines continue the entry.
+_ENTRY = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+ \S+ \[\d+\] app=", re.M)
+# `statement:` for simple queries, `execute <name>:` for the extended protocol psycopg uses.
+_STATEMENT = re.compile(r"(\S*) LOG:\s+(?:statement|execute [^:]*): (.*)", re.S)
+
+
+@contextlib.contextmanager
+def statement_log(database_url: str):
+    """Every statement logged while open (superuser, the server log in the data directory): yields a
+    Counter of (application_name, the statement's first word), filled as the block ends."""
+    found: Counter = Counter()
+    size = "SELECT size FROM pg_stat_file('log')"
+    with psycopg.connect(database_url, autocommit=True) as connection:
+
+        def configure(statement: str | None, prefix: str | None) -> None:
+            for name, value in (("log_statement", statement), ("log_line_prefix", prefix)):
+                connection.execute(
+                    f"ALTER SYSTEM SET {name} = {value}" if value else f"ALTER SYSTEM RESET {name}"
+                )
+            connection.execute("SELECT pg_reload_conf()")
+            time.sleep(0.3)  # backends apply a reload at their next command
+
+        start = connection.execute(size).fetchone()[0]
+        configure("'all'", f"'{_PREFIX}'")
+        try:
+            yield found
+            time.sleep(0.3)  # the server writes its log asynchronously to our reads
+            end = connection.execute(size).fetchone()[0]
+            text = connection.execute("SELECT pg_read_file('log', %s, %s)", (start, end - start)).fetchone()[
+                0
+            ]
+        finally:
+            configure(None, None)
+    for entry in _ENTRY.split(text):
+        if match := _STATEMENT.match(entry):
+            found[match.group(1), match.group(2).split()[0]] += 1
 
 
 # What a handler reads of Lambda's context object.
@@ -144,11 +187,10 @@ def run(quick: bool, say) -> list[Row]:
                     cpu[name].append(call(name, per_round))
             statements = {}
             for name in handlers:
-                with StatementLog(settings["DATABASE_URL"]) as log:
+                with statement_log(settings["DATABASE_URL"]) as found:
                     call(name, per_round)
-                    found = log.statements()
                 application = "bench-floor" if name == "floor" else APPLICATION
-                statements[name] = found.get(application, {})
+                statements[name] = {kind: n for (app, kind), n in found.items() if app == application}
     median_ms = {name: 1000 * statistics.median(values) for name, values in cpu.items()}
     rows = [
         Row(
@@ -162,7 +204,7 @@ def run(quick: bool, say) -> list[Row]:
     ]
     for name in ("submit", "status", "floor"):
         counted = statements[name]
-        kinds = ", ".join(f"{text.split()[0]} {count / per_round:g}" for text, count in counted.items())
+        kinds = ", ".join(f"{kind} {count / per_round:g}" for kind, count in counted.items())
         rows.append(
             Row(
                 "in-process",

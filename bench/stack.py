@@ -37,7 +37,7 @@ def submissions(stack, concurrency: int, requests: int, series: str) -> Plan:
     """Each body numbered apart: identical documents would be answered from the result cache."""
     body = json.dumps({"guidelines": f"{GUIDELINES}\nReference {series}-{NUMBER}."})
     headers = {"x-api-key": stack.api_key}
-    return Plan(stack.base_url, "POST", ["/jobs"], concurrency, requests, 202, headers, body, "event_id")
+    return Plan(stack.base_url, "/jobs", concurrency, requests, headers, body)
 
 
 def wait_completed(database_url: str, event_ids: list[str], seconds: float) -> tuple[int, float | None]:
