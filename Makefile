@@ -57,8 +57,10 @@ redrive: $(STAMP) ## Move dead-lettered jobs back to the queue of the running `m
 verify-infra: $(STAMP) ## cfn-lint, sam validate --lint, sam build, compose config: no AWS, no Docker
 	scripts/verify-infra.sh
 
-bench: $(STAMP) ## Benchmarks (about 5 min): bench/results/<date>.json/.md/.png and docs/performance.md
+bench: $(STAMP) ## Benchmarks of the service (about 5 min); rewrites the table in docs/performance.md
+	scripts/sam-tools.sh
 	$(PY) -m bench $(BENCH_ARGS)
 
-bench-smoke: $(STAMP) ## Every benchmark phase on tiny counts (CI); results in .local/bench/
+bench-smoke: $(STAMP) ## Every benchmark phase on tiny counts (CI); the table goes to .local/bench/quick.md
+	scripts/sam-tools.sh
 	$(PY) -m bench --quick
