@@ -39,6 +39,11 @@ import os, runpy, signal, sys, threading, time
 
 def stop_when_stdin_closes(pgdata, parent=os.getppid()):
     sys.stdin.buffer.read()
+    # A dying parent closes its files before its children are given to another: wait for that.
+    for _ in range(20):
+        if os.getppid() != parent:
+            break
+        time.sleep(0.1)
     if os.getppid() != parent:
         try:
             with open(os.path.join(pgdata, "postmaster.pid")) as pid_file:

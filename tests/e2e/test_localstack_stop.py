@@ -37,7 +37,7 @@ def _processes_of(data_dir: Path) -> list[str]:
         except OSError:  # ended meanwhile
             continue
         if str(data_dir) in command or cwd.startswith(str(data_dir)):
-            found.append(f"{entry.name}: {command[:160]}")
+            found.append(f"{entry.name}: {command}")
     return found
 
 
@@ -68,14 +68,19 @@ def test_a_signal_to_the_process_group_leaves_nothing_running(data_dir, signum):
         text=True,
         start_new_session=True,
     )
-    output = []
-    while (line := host.stdout.readline()) and not line.startswith("LocalStack is up"):
-        output.append(line)
-    assert line.startswith("LocalStack is up"), "".join(output)
-    assert _port_4566_taken()
-    running = _processes_of(data_dir)
-    assert any("localstack.runtime.main" in process for process in running), running
-    assert any("postgres" in process for process in running), running
+    try:
+        output = []
+        while (line := host.stdout.readline()) and not line.startswith("LocalStack is up"):
+            output.append(line)
+        assert line.startswith("LocalStack is up"), "".join(output)
+        assert _port_4566_taken()
+        running = _processes_of(data_dir)
+        assert any("localstack.runtime.main" in process for process in running), running
+        assert any("postgres" in process for process in running), running
+    except BaseException:
+        os.killpg(host.pid, signal.SIGTERM)  # what this test started, stopped the ordinary way
+        host.wait(timeout=60)
+        raise
 
     os.killpg(host.pid, signum)
     host.wait(timeout=60)
