@@ -30,9 +30,9 @@ localstack: $(STAMP) ## Run the stack inside LocalStack 4.14.0 on this machine, 
 	scripts/localstack-tools.sh
 	$(PY) localstack/host.py
 
-test-localstack: $(STAMP) ## Contract tests through LocalStack on this machine (tests/localstack_contract, about 5 min)
+test-localstack: $(STAMP) ## LocalStack on this machine: stopping it leaves nothing behind, then the contract tests (about 5 min)
 	scripts/localstack-tools.sh
-	$(PY) -m pytest tests/localstack_contract -m localstack -p no:cacheprovider $(PYTEST_ARGS)
+	$(PY) -m pytest tests/e2e/test_localstack_stop.py tests/localstack_contract -m localstack -p no:cacheprovider $(PYTEST_ARGS)
 
 test: $(STAMP) ## Run the test suite with coverage
 	$(PY) -m pytest --cov --cov-report=term $(PYTEST_ARGS)
