@@ -57,7 +57,7 @@ redrive: $(STAMP) ## Move dead-lettered jobs back to the queue of the running `m
 verify-infra: $(STAMP) ## cfn-lint, sam validate --lint, sam build, compose config: no AWS, no Docker
 	scripts/verify-infra.sh
 
-bench: $(STAMP) ## Benchmarks of the service (about 5 min); rewrites the table in docs/performance.md
+bench: $(STAMP) ## Benchmarks of the service (about 2 min); rewrites the table in docs/performance.md
 	scripts/sam-tools.sh
 	$(PY) -m bench $(BENCH_ARGS)
 
