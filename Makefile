@@ -33,9 +33,9 @@ localstack: $(STAMP) ## Run the stack inside LocalStack 4.14.0 on this machine, 
 	scripts/localstack-tools.sh
 	$(PY) localstack/host.py
 
-test-localstack: $(STAMP) ## Contract tests through LocalStack on this machine (tests/e2e/localstack_contract, about 5 min)
+test-localstack: $(STAMP) ## LocalStack on this machine: stopping it leaves nothing behind, then the contract tests (about 5 min)
 	scripts/localstack-tools.sh
-	$(PY) -m pytest tests/e2e/localstack_contract -m localstack -p no:cacheprovider $(PYTEST_ARGS)
+	$(PY) -m pytest tests/e2e/test_localstack_stop.py tests/e2e/localstack_contract -m localstack -p no:cacheprovider $(PYTEST_ARGS)
 
 test: $(STAMP) ## Run the three tiers (tests/unit, tests/integration, tests/e2e) with coverage
 	$(PY) -m pytest --cov --cov-report=term $(PYTEST_ARGS)
@@ -64,8 +64,10 @@ redrive: $(STAMP) ## Move dead-lettered jobs back to the queue of the running `m
 verify-infra: $(STAMP) ## cfn-lint, sam validate --lint, sam build, compose config: no AWS, no Docker
 	scripts/verify-infra.sh
 
-bench: $(STAMP) ## Benchmarks (about 5 min): bench/results/<date>.json/.md/.png and docs/performance.md
+bench: $(STAMP) ## Benchmarks of the service (about 2 min); rewrites the table in docs/performance.md
+	scripts/sam-tools.sh
 	$(PY) -m bench $(BENCH_ARGS)
 
-bench-smoke: $(STAMP) ## Every benchmark phase on tiny counts (CI); results in .local/bench/
+bench-smoke: $(STAMP) ## Every benchmark phase on tiny counts (CI); the table goes to .local/bench/quick.md
+	scripts/sam-tools.sh
 	$(PY) -m bench --quick

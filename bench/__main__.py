@@ -1,77 +1,61 @@
-"""`python -m bench [--quick]`: run the benchmarks and write results, tables and a chart.
+"""`python -m bench [--quick] [--only PHASE ...]`: measure the service and print one table.
 
-With BASE_URL and API_KEY set (or --base-url/--api-key), the API of that running stack is loaded
-instead of a fresh local one; the floors, the statement counts and the end-to-end run need the
-local stack and are left out.
+A full run (`make bench`) rewrites the generated section of docs/performance.md; `--quick` (`make
+bench-smoke`, CI) runs every phase on tiny counts and writes .local/bench/quick.md instead.
+
+A phase is a module with `run(quick: bool, say) -> list[bench.report.Row]`: add it to PHASES.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
+import subprocess
 import sys
-from pathlib import Path
+import time
 
-from bench import report
-from bench.run import FULL, QUICK, ROOT, run
+from bench import coldstart, handlers, report, stack
+from bench.functions import ROOT
 
-RESULTS = ROOT / "bench" / "results"
-QUICK_RESULTS = ROOT / ".local" / "bench"
+PHASES = {
+    "handlers": handlers,  # CPU and database round trips per request, in-process, against the floor
+    "coldstart": coldstart,  # import time per function, package sizes after sam build
+    "stack": stack,  # end to end against the ideal, and POST /jobs's promise, through the Stack
+}
 DOCS = ROOT / "docs" / "performance.md"
+QUICK_OUT = ROOT / ".local" / "bench" / "quick.md"
+
+
+def _commit() -> str:
+    command = ["git", "rev-parse", "--short", "HEAD"]
+    completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)  # noqa: S603
+    return completed.stdout.strip() or "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny loads and 10 e2e jobs: a smoke for CI")
-    parser.add_argument(
-        "--out",
-        type=Path,
-        help=f"results folder (default {RESULTS.relative_to(ROOT)}, "
-        f"{QUICK_RESULTS.relative_to(ROOT)} with --quick)",
-    )
-    parser.add_argument(
-        "--base-url", default=os.environ.get("BASE_URL"), help="a running stack (env BASE_URL)"
-    )
-    parser.add_argument("--api-key", default=os.environ.get("API_KEY"), help="its API key (env API_KEY)")
-    parser.add_argument("--no-docs", action="store_true", help="leave docs/performance.md alone")
-    parser.add_argument(
-        "--render", type=Path, metavar="JSON", help="only redo the tables, chart and docs of a run"
-    )
+    parser.add_argument("--quick", action="store_true", help="tiny counts: a smoke, nothing judged")
+    parser.add_argument("--only", nargs="+", choices=PHASES, default=list(PHASES), help="phases to run")
     args = parser.parse_args(argv)
-    if args.base_url and not args.api_key:
-        parser.error("BASE_URL needs API_KEY")
 
-    if args.render:
-        results = json.loads(args.render.read_text(encoding="utf-8"))
-        out, stem = args.render.parent, args.render.stem
-    else:
-        out = args.out or (QUICK_RESULTS if args.quick else RESULTS)
-        out.mkdir(parents=True, exist_ok=True)
-        profile = QUICK if args.quick else FULL
-        results = run(profile, args.base_url, args.api_key, say=lambda line: print(line, flush=True))
-        stem = results["date"] + ("-quick" if args.quick else "")
-    checks = report.evaluate(results)
-    results["targets"] = checks
-
-    chart = out / f"{stem}.png"
-    report.chart(results, chart)
-    (out / f"{stem}.json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
-    (out / f"{stem}.md").write_text(
-        f"# Benchmark results {results['date']}\n\n" + report.markdown(results, checks, chart.name),
-        encoding="utf-8",
+    started = time.perf_counter()
+    rows: list[report.Row] = []
+    for name in args.only:
+        print(f"{name}:", flush=True)
+        rows += PHASES[name].run(args.quick, lambda line: print(line, flush=True))
+    seconds = time.perf_counter() - started
+    section = (
+        f"Run of {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on commit {_commit()}"
+        f"{' (--quick: counts too small to mean anything)' if args.quick else ''}, {seconds:.0f} s.\n\n"
+        + report.table(rows)
     )
-    print(f"\nwrote {out / stem}.json, .md and .png")
-    if results["profile"] == FULL.name and not (args.no_docs or args.out or results["external"]):
-        section = report.markdown(results, checks, os.path.relpath(chart, DOCS.parent))
-        if report.update_docs(DOCS, section):
-            print(f"updated {DOCS.relative_to(ROOT)}")
-    for check in checks:
-        print(
-            f"  {'ok  ' if check['met'] else '----' if check['met'] is None else 'MISS'} "
-            f"{check['target']}: {check['measured']} (goal {check['goal']})"
-        )
-    return 0
+    print("\n" + section)
+    if args.quick or args.only != list(PHASES):
+        QUICK_OUT.parent.mkdir(parents=True, exist_ok=True)
+        QUICK_OUT.write_text(section, encoding="utf-8")
+        print(f"wrote {QUICK_OUT.relative_to(ROOT)}")
+    elif report.update_docs(DOCS, section):
+        print(f"updated {DOCS.relative_to(ROOT)}")
+    return 1 if any(row.verdict == report.verdict(False) for row in rows) and not args.quick else 0
 
 
 if __name__ == "__main__":

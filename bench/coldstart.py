@@ -1,8 +1,8 @@
-"""Cold start of each handler in a fresh interpreter, and the size of each function's package.
+"""Cold start of each function, and the size of its package after `sam build`.
 
-A cold start here is the init phase Lambda bills: importing app.py (with the core layer on the path,
-as the runtime lays it out) in a new interpreter. Next to it, the time of importing only the
-third-party modules that this import loaded, so what remains is the work our own modules do at import.
+A cold start here is the init phase Lambda bills: importing app.py (its folder and the core layer on
+the path, as the runtime lays them out) in a new interpreter, median of several. Package sizes are
+what Lambda limits: the unzipped function plus its layers, at most 250 MB.
 """
 
 from __future__ import annotations
@@ -14,168 +14,112 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-FUNCTIONS = ("submit", "status", "process", "sweeper")
-BUILD_DIR = ROOT / ".aws-sam" / "build"
-# Modules worth knowing about: status answers polls and needs neither the AWS SDK nor the LLM client.
-# (Powertools itself imports botocore's top-level package, only to tag the SDK's user agent.)
-HEAVY = ("boto3", "botocore", "botocore.session", "openai")
+from bench import functions
+from bench.report import Row, verdict
 
-# Runs in the fresh interpreter: standard library only, nothing imported before the timer starts.
+ROOT = functions.ROOT
+BUILD_DIR = ROOT / ".local" / "bench" / "sam-build"
+SAM = Path(os.environ.get("TOOLS", ROOT / ".tools" / "sam")) / "bin" / "sam"
+LAMBDA_UNZIPPED_LIMIT_MB = 250
+# Heavy modules a reader may want absent: status answers polls and needs neither.
+HEAVY = ("boto3", "openai", "pypdfium2")
+
+# What a deployment supplies (a database, a key for the LLM); nothing is reached during init.
+DEPLOYMENT = {
+    "DATABASE_URL": "postgresql://bench@127.0.0.1:9/never-connected",
+    "DATABASE_SSLMODE": "disable",
+    "OPENAI_API_KEY": "bench-never-used",
+    "JOBS_QUEUE_URL": "http://127.0.0.1:9/000000000000/never-sent",
+}
+# Runs in the fresh interpreter; nothing is imported before the timer starts.
 _INIT = """
 import json, sys, time
 sys.path[:0] = {paths!r}
-before = set(sys.modules)
 started = time.perf_counter()
 import app
-init_ms = (time.perf_counter() - started) * 1000
-ours = {ours!r}
-third_party = [
-    name for name, module in list(sys.modules.items())
-    if name not in before and getattr(module, "__file__", None) and "-packages" in module.__file__
-    and not any(module.__file__.startswith(prefix) for prefix in ours)
-]
-print(json.dumps({{"init_ms": init_ms, "modules": sorted(sys.modules), "third_party": third_party}}))
-"""
-
-_DEPS = """
-import importlib, json, sys, time
-names = json.loads(sys.stdin.read())
-started = time.perf_counter()
-for name in names:
-    try:
-        importlib.import_module(name)
-    except Exception:
-        pass
-print(json.dumps({"deps_ms": (time.perf_counter() - started) * 1000}))
+print(json.dumps({{"init_ms": (time.perf_counter() - started) * 1000, "modules": sorted(sys.modules)}}))
 """
 
 
-def function_dirs() -> dict[str, Path]:
-    dirs = {name: ROOT / "functions" / name for name in FUNCTIONS}
-    dirs["floor"] = ROOT / "bench" / "floor_function"
-    return dirs
+def cold_start(function: str, runs: int) -> dict:
+    code_dir = functions.code_dir(function)
+    env = {name: os.environ[name] for name in ("PATH", "HOME", "LANG") if name in os.environ}
+    env |= functions.environment(function, **DEPLOYMENT)
+    command = [sys.executable, "-P", "-c", _INIT.format(paths=[str(code_dir), str(ROOT / "layers" / "core")])]
+    timings, modules = [], set()
+    for _ in range(runs):
+        completed = subprocess.run(  # noqa: S603 - our own interpreter and code
+            command, capture_output=True, text=True, cwd=code_dir, env=env, check=False
+        )
+        if completed.returncode != 0:
+            raise RuntimeError(f"the cold start of {function} failed: {completed.stderr[-2000:]}")
+        result = json.loads(completed.stdout.strip().splitlines()[-1])
+        timings.append(result["init_ms"])
+        modules = set(result["modules"])
+    return {"init_ms": statistics.median(timings), "heavy": [name for name in HEAVY if name in modules]}
 
 
-def _template_environment(name: str) -> dict[str, str]:
-    """The function's variables from the template; endpoints only the cloud knows get placeholders."""
-    from devstack.template import UNRESOLVED, load_template
-
-    template = load_template(ROOT / "infra" / "template.yaml")
-    if name not in {spec.short_name for spec in template.functions.values()}:
-        return {}
-    return {
-        variable: "http://127.0.0.1:9/123456789012/never-used" if value is UNRESOLVED else str(value)
-        for variable, value in template.function(name).environment.items()
+def build() -> str | None:
+    """`sam build` of the cloud packages into BUILD_DIR; None when done, else why not."""
+    python312 = subprocess.run(  # noqa: S603 - our own script
+        [str(ROOT / "scripts" / "find-python.sh"), "3.12"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    if not SAM.is_file() or not python312:
+        return "not built: needs scripts/sam-tools.sh and python3.12"
+    environment = os.environ | {
+        "PATH": f"{Path(python312).parent}{os.pathsep}{os.environ['PATH']}",
+        "SAM_CLI_TELEMETRY": "0",
+        "AWS_DEFAULT_REGION": "us-east-1",
     }
-
-
-def _environment(code_dir: Path, name: str) -> dict[str, str]:
-    """What Lambda and the template give a function; nothing is reached during init."""
-    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
-    env.update(
-        {
-            "LAMBDA_TASK_ROOT": str(code_dir),
-            "AWS_LAMBDA_FUNCTION_NAME": f"coldstart-{code_dir.name}",
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512",
-            "AWS_REGION": "us-east-1",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "POWERTOOLS_SERVICE_NAME": "guideline-ingest",
-            "POWERTOOLS_METRICS_NAMESPACE": "GuidelineIngest",
-            "POWERTOOLS_TRACE_DISABLED": "true",
-            "DATABASE_URL": "postgresql://bench@127.0.0.1:9/never-connected",
-            "JOBS_QUEUE_URL": "http://127.0.0.1:9/123456789012/never-sent",
-            "OPENAI_API_KEY": "never-used",
-            "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
-            "OPENAI_MODEL": "gpt-4o-mini",
-        }
-    )
-    env.update(_template_environment(name))
-    return env
-
-
-def _run(code: str, code_dir: Path, env: dict[str, str], stdin: str = "") -> dict:
-    completed = subprocess.run(  # noqa: S603 - our own interpreter and code
-        [sys.executable, "-P", "-c", code],
-        input=stdin,
+    completed = subprocess.run(  # noqa: S603 - the SAM CLI of .tools/sam
+        [str(SAM), "build", "--template-file", str(functions.TEMPLATE), "--build-dir", str(BUILD_DIR)],
         capture_output=True,
         text=True,
-        cwd=code_dir,
-        env=env,
-        timeout=120,
+        env=environment,
+        cwd=ROOT,
         check=False,
     )
-    if completed.returncode != 0:
-        raise RuntimeError(f"cold start of {code_dir.name} failed: {completed.stderr[-2000:]}")
-    return json.loads(completed.stdout.strip().splitlines()[-1])
+    return None if completed.returncode == 0 else f"sam build failed: {completed.stderr[-300:]}"
 
 
-def measure(name: str, code_dir: Path, runs: int) -> dict:
-    paths = [str(code_dir), str(ROOT / "layers" / "core")]
-    init_code = _INIT.format(
-        paths=paths, ours=[str(ROOT / "layers"), str(ROOT / "functions"), str(ROOT / "bench")]
-    )
-    env = _environment(code_dir, name)
-    inits, deps = [], []
-    first = None
-    for _ in range(runs):
-        result = _run(init_code, code_dir, env)
-        first = first or result
-        inits.append(result["init_ms"])
-        deps.append(_run(_DEPS, code_dir, env, json.dumps(result["third_party"]))["deps_ms"])
-    init_ms, deps_ms = statistics.median(inits), statistics.median(deps)
-    loaded = set(first["modules"])
-    return {
-        "function": name,
-        "runs": runs,
-        "init_ms": round(init_ms, 1),
-        "deps_ms": round(deps_ms, 1),
-        "ours_ms": round(init_ms - deps_ms, 1),
-        "init_ms_min": round(min(inits), 1),
-        "deps_ms_min": round(min(deps), 1),
-        "third_party_packages": sorted({module.split(".")[0] for module in first["third_party"]}),
-        "imports": {module: module in loaded for module in HEAVY},
-    }
+def _megabytes(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink()) / 2**20
 
 
-def _tree_bytes(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
+def package_rows(functions_by_id: dict[str, str]) -> list[Row]:
+    if failure := build():
+        return [Row("package", "sizes after sam build", failure)]
+    # Every function carries the layers of Globals, the only layers the template builds.
+    layers = sum(_megabytes(path) for path in BUILD_DIR.glob("*Layer"))
+    rows = []
+    for name, logical_id in functions_by_id.items():
+        own = _megabytes(BUILD_DIR / logical_id)
+        rows.append(
+            Row(
+                "package",
+                f"{name}: unzipped, with its layers",
+                f"{own + layers:.1f} MB ({own:.1f} MB own)",
+                f"Lambda's limit {LAMBDA_UNZIPPED_LIMIT_MB} MB",
+                verdict(own + layers < LAMBDA_UNZIPPED_LIMIT_MB),
+            )
+        )
+    return rows
 
 
-def package_sizes() -> dict:
-    """Unzipped sizes after `sam build` (Lambda's 250 MB limit counts unzipped function + layers)."""
-    if not (BUILD_DIR / "template.yaml").is_file():
-        return {"built": False}
-    layer = BUILD_DIR / "CoreLayer"
-    layer_bytes = _tree_bytes(layer) if layer.is_dir() else 0
-    layer_has_openai = any(layer.glob("python/openai")) if layer.is_dir() else False
-    functions = {}
-    for name in FUNCTIONS:
-        folder = BUILD_DIR / f"{name.capitalize()}Function"
-        if not folder.is_dir():
-            continue
-        functions[name] = {
-            "bytes": _tree_bytes(folder),
-            "with_layer_bytes": _tree_bytes(folder) + layer_bytes,
-            "contains_openai": (folder / "openai").is_dir() or layer_has_openai,
-        }
-    return {
-        "built": True,
-        "built_at": int((BUILD_DIR / "template.yaml").stat().st_mtime),
-        "layer_bytes": layer_bytes,
-        "layer_contains_openai": layer_has_openai,
-        "functions": functions,
-    }
-
-
-def run(runs: int) -> dict:
-    return {
-        "handlers": [measure(name, code_dir, runs) for name, code_dir in function_dirs().items()],
-        "packages": package_sizes(),
-    }
-
-
-if __name__ == "__main__":
-    json.dump(run(int(sys.argv[1]) if len(sys.argv) > 1 else 3), sys.stdout, indent=2)
+def run(quick: bool, say) -> list[Row]:
+    runs = 1 if quick else 7
+    names = functions.names()
+    rows = []
+    for name in [*names, "floor"]:
+        measured = cold_start(name, runs)
+        say(f"  {name}: {measured['init_ms']:.0f} ms")
+        rows.append(
+            Row(
+                "cold start",
+                f"{name}: import in a fresh interpreter (median of {runs})",
+                f"{measured['init_ms']:.0f} ms",
+                "loads " + (", ".join(measured["heavy"]) or f"none of {', '.join(HEAVY)}"),
+            )
+        )
+    say("  sam build")
+    return rows + package_rows(names)

