@@ -29,7 +29,8 @@ PROVENANCE = (
     "tests/fixtures/documents/README.md"
 )
 PDFS = ("NIST_cybersecurity-framework-021214.pdf", "SP800-115.pdf", "SP800-66-Revision1.pdf")
-MARKDOWN = {"security-assessment-execution.md": ("security-assessment-execution.docx", "security-assessment-execution.html")}  # fmt: skip
+# Markdown sources and the documents pandoc made of them.
+MARKDOWN = {"security-assessment-execution.md": ("security-assessment-execution.docx", "security-assessment-execution.html")}  # fmt: skip  # noqa: E501
 
 
 def statements_of(text: str) -> list[tuple[int, str]]:
