@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install dev test lint audit migrate invoke redrive verify-infra bench bench-smoke localstack \
+.PHONY: help install dev test lint audit migrate invoke redrive verify-infra bench bench-smoke eval localstack \
 	test-localstack
 
 help: ## List the targets
@@ -59,6 +59,9 @@ verify-infra: $(STAMP) ## cfn-lint, sam validate --lint, sam build, compose conf
 
 bench: $(STAMP) ## Benchmarks (about 5 min): bench/results/<date>.json/.md/.png and docs/performance.md
 	$(PY) -m bench $(BENCH_ARGS)
+
+eval: $(STAMP) ## Checklists scored against known statements (EVAL_ARGS="--set large"; docs/evaluation.md)
+	$(PY) -m evaluation $(EVAL_ARGS)
 
 bench-smoke: $(STAMP) ## Every benchmark phase on tiny counts (CI); results in .local/bench/
 	$(PY) -m bench --quick
