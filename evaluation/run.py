@@ -21,7 +21,7 @@ import requests
 from evaluation.metrics import Score, score, targets, total
 from guideline_ingest.documents.extraction import DocumentLimits, extract
 from guideline_ingest.documents.formats import media_type_of, sniff
-from guideline_ingest.models import JobStatus
+from ingest_cli.render import TERMINAL_STATUSES
 
 ROOT = Path(__file__).resolve().parents[1]
 TRUTH = Path(__file__).resolve().parent / "ground_truth"
@@ -73,7 +73,7 @@ def wait(base_url: str, event_id: str, timeout: float) -> dict:
     deadline = time.monotonic() + timeout
     while True:
         job = requests.get(f"{base_url}/jobs/{event_id}", headers={"x-api-key": API_KEY}, timeout=30).json()
-        if JobStatus(job["status"]).is_terminal or time.monotonic() > deadline:
+        if job["status"] in TERMINAL_STATUSES or time.monotonic() > deadline:
             return job
         time.sleep(0.5)
 
@@ -148,4 +148,4 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps([asdict(s) for s in scores], indent=1) + "\n", encoding="utf-8")
     met = all(met for _, met, _ in targets(total(scores)))
-    return 0 if met and all(job["status"] == JobStatus.COMPLETED for job in jobs) else 1
+    return 0 if met and all(job["status"] == "COMPLETED" for job in jobs) else 1
