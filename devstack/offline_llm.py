@@ -94,12 +94,15 @@ def complete(request: dict) -> dict:
     max_words = int(limit.group(1)) if limit else 200  # the chain's one-call summary
     user = ([content for role, content in messages if role == "user"] or [messages[-1][1]])[-1]
     response_format = request.get("response_format") or {}
-    kind = response_format.get("type", "text"), (response_format.get("json_schema") or {}).get("name")
+    spec = response_format.get("json_schema") or {}
+    kind, schema = (response_format.get("type", "text"), spec.get("name")), spec.get("schema") or {}
+    objects = [schema, *schema.get("$defs", {}).values()]  # an item is the object with a source_quote
+    numbered = any({"id", "source_quote"} <= set(o.get("properties", {})) for o in objects)  # if asked
     if kind == ("json_schema", "Checklist"):
         guidelines = re.split(r"(?:^|\n)GUIDELINES:[ \t]*\r?\n", user, maxsplit=1)[-1]  # after the summary
-        answer = {"items": checklist_items(guidelines, numbered=True, fallback=True)}
+        answer = {"items": checklist_items(guidelines, numbered, fallback=True)}
     elif kind == ("json_schema", "ChunkExtraction"):
-        answer = {"summary": summarize(user, max_words), "items": checklist_items(user, numbered=False)}
+        answer = {"summary": summarize(user, max_words), "items": checklist_items(user, numbered)}
     elif kind[0] == "text":
         answer = summarize(user, max_words)
     else:
@@ -149,8 +152,7 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], defaults: dict):
         super().__init__(address, _Handler)
         self.defaults, self.lock, self.rates = {**_FAULT_SETTINGS, **defaults}, threading.Lock(), {}
-        self.random = random.Random(0)  # noqa: S311 (reproducible fault injection, not security)
-        self.requests, self.by_status = 0, Counter()
+        self.random, self.requests, self.by_status = random.Random(0), 0, Counter()  # noqa: S311 (not secret)
         self.set_faults({"reset": True})
 
     def set_faults(self, changes: dict) -> dict:
@@ -192,8 +194,7 @@ class _Server(ThreadingHTTPServer):
 
 
 class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive: the SDK pools connections
-    disable_nagle_algorithm = True
+    protocol_version, disable_nagle_algorithm = "HTTP/1.1", True  # keep-alive: the SDK pools connections
 
     def log_message(self, format: str, *args: object) -> None: ...  # quiet
 
@@ -263,7 +264,6 @@ class OfflineLLM:
         return self._call("GET", "/_faults")
 
     def stats(self) -> dict:
-        """{"requests": n, "by_status": {"200": n, "429": n, ...}}"""
         return self._call("GET", "/_stats")
 
     def reset_stats(self) -> None:
