@@ -10,21 +10,24 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, field
+from difflib import SequenceMatcher
 
 # The targets of issue 27.
 RECALL_TARGET = 0.95
 PAGE_TARGET = 0.95
 DUPLICATES_TARGET = 0.02
 PAGE_TOLERANCE = 1
-# Two quotes overlap when they share this many words in a row (or one holds the other whole).
-OVERLAP_WORDS = 8
+# Two quotes overlap when the longest run of words they share is at least half the shorter one
+# (and this many words): the same passage twice, not a stock phrase of the document in two sentences.
+OVERLAP_WORDS = 4
 
-_BROKEN_WORD = re.compile(r"[-\ufffe\u00ad]\s*\n\s*|\u00ad|\ufffe")
+_BROKEN_WORD = re.compile(r"[-\ufffe\u00ad]\s*\n\s*|\u00ad")
 _WORD = re.compile(r"[^\W_]+")
 
 
 def words(text: str) -> tuple[str, ...]:
     text = _BROKEN_WORD.sub("", unicodedata.normalize("NFKC", text).replace("\r", ""))
+    text = text.replace("\ufffe", "-")  # pdfium's hyphen within a line: "up-to\ufffedate"
     return tuple(_WORD.findall(text.lower()))
 
 
@@ -102,18 +105,17 @@ def score(document: str, truth: dict, job: dict, text: str, seconds: float) -> S
 
 
 def overlapping(quotes: list[tuple[str, ...]]) -> set[int]:
-    """Indexes of the quotes that overlap another: a run of OVERLAP_WORDS shared words, or one
-    quote (shorter than that) held whole by another."""
+    """Indexes of the quotes that overlap another (see OVERLAP_WORDS)."""
     owners: dict[tuple[str, ...], set[int]] = {}
     for index, quote in enumerate(quotes):
-        for start in range(max(1, len(quote) - OVERLAP_WORDS + 1)):
+        for start in range(len(quote) - OVERLAP_WORDS + 1):
             owners.setdefault(quote[start : start + OVERLAP_WORDS], set()).add(index)
-    found = {i for group in owners.values() if len(group) > 1 for i in group}
-    short = [(i, q) for i, q in enumerate(quotes) if q and len(q) < OVERLAP_WORDS]
-    for index, quote in short:
-        holders = [j for j, other in enumerate(quotes) if j != index and covers(other, quote)]
-        if holders:
-            found |= {index, *holders}
+    pairs = {(i, j) for group in owners.values() for i in group for j in group if i < j}
+    found = set()
+    for i, j in pairs:
+        run = SequenceMatcher(None, quotes[i], quotes[j], autojunk=False).find_longest_match().size
+        if run * 2 >= min(len(quotes[i]), len(quotes[j])):
+            found |= {i, j}
     return found
 
 

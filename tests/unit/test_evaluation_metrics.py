@@ -31,8 +31,8 @@ def job(*items: dict, dropped: int = 0) -> dict:
 
 
 def test_words_join_what_a_line_end_broke_and_ignore_typography():
-    assert words("charac-\nters ﬁle “Quo\u00adted”, charac\ufffe\r\nters") == (
-        "characters", "file", "quoted", "characters",
+    assert words("charac-\nters ﬁle “Quo\u00adted”, charac\ufffe\r\nters up-to\ufffedate") == (
+        "characters", "file", "quoted", "characters", "up", "to", "date",
     )  # fmt: skip
 
 
@@ -92,14 +92,15 @@ def test_a_document_without_pages_has_no_page_accuracy_and_passes_that_target():
     assert targets(result)[2][1] is True
 
 
-def test_quotes_overlap_by_a_long_shared_run_or_when_one_holds_another():
+def test_quotes_overlap_when_they_share_half_the_shorter_one_not_a_stock_phrase():
     quotes = [
         words("one two three four five six seven eight nine"),
-        words("zero one two three four five six seven eight"),  # 8 words shared with the first
-        words("must keep logs"),
+        words("zero one two three four five six seven eight"),  # 8 of 9 words shared
+        words("must keep logs daily"),
         words("Assessors must keep logs daily."),  # holds the short one
-        words("an unrelated sentence of its own"),
-    ]
+        words("Assessors should follow the assessment plan or ROE when they test the network."),
+        words("Reports are filed as the assessment plan or ROE says, once a week, by the lead."),
+    ]  # the last two share five words of a stock phrase, a third of either
 
     assert overlapping(quotes) == {0, 1, 2, 3}
 
