@@ -72,10 +72,10 @@ def checklist_items(text: str, numbered: bool, fallback: bool = False) -> list[d
 
 
 def summarize(text: str, max_words: int) -> str:
-    """Normative sentences first, then the others, each group in document order, within max_words."""
+    """The normative sentences (or else all), in order, within max_words and half the text's words."""
     sentences = [" ".join(s.split()) for s in split_sentences(text)]
-    picked, words = set(), 0
-    for index in sorted(range(len(sentences)), key=lambda i: (strength(sentences[i]) is None, i)):
+    picked, words, max_words = set(), 0, min(max_words, len(text.split()) // 2 or 1)
+    for index in [i for i, s in enumerate(sentences) if strength(s)] or range(len(sentences)):
         if words + len(sentences[index].split()) <= max_words:
             picked.add(index)
             words += len(sentences[index].split())
