@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 NO_NETWORK := $(shell unshare -n true 2>/dev/null && echo unshare -n)
 
 .DEFAULT_GOAL := help
-.PHONY: help install dev test test-unit lint audit migrate invoke redrive verify-infra bench bench-smoke localstack \
+.PHONY: help install dev test test-unit lint audit migrate invoke redrive verify-infra bench bench-smoke eval localstack \
 	test-localstack
 
 help: ## List the targets
@@ -67,6 +67,9 @@ verify-infra: $(STAMP) ## cfn-lint, sam validate --lint, sam build, compose conf
 bench: $(STAMP) ## Benchmarks of the service (about 2 min); rewrites the table in docs/performance.md
 	scripts/sam-tools.sh
 	$(PY) -m bench $(BENCH_ARGS)
+
+eval: $(STAMP) ## Checklists scored against known statements (EVAL_ARGS="--set large"; docs/evaluation.md)
+	$(PY) -m evaluation $(EVAL_ARGS)
 
 bench-smoke: $(STAMP) ## Every benchmark phase on tiny counts (CI); the table goes to .local/bench/quick.md
 	scripts/sam-tools.sh

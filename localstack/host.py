@@ -124,7 +124,7 @@ class LocalStackHost:
         forget_dead_handles(pgdata)
         self.postgres = LocalPostgres(pgdata)
         self.database_url = self.postgres.start()
-        self.llm = OfflineLLM(log=lambda line: None).start()
+        self.llm = OfflineLLM().start()
         log = (self.data_dir / "localstack.log").open("ab")
         self.localstack = subprocess.Popen(  # noqa: S603 - LocalStack's own interpreter and module
             [str(TOOLS / "bin" / "python"), "-c", WATCHED_MAIN, str(pgdata)],

@@ -1,0 +1,1 @@
+"""`make eval`: documents whose normative statements are known, run through the service, scored."""
