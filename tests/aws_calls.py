@@ -8,6 +8,11 @@ of the helpers in AWS_HELPERS. Its resource is traced back to where it comes fro
 to every reachable call site, a local variable to its assignment, and in the end to an environment
 variable (`os.environ[...]`, `os.environ.get(...)`, or a settings attribute: `webhook_queue_url` is
 WEBHOOK_QUEUE_URL). Anything else is reported as untraceable, so the check never passes by guessing.
+
+Logic takes its collaborators as parameters (`store`, `queue`, `objects`: CONTRACTS.md, "Seams"), and
+the handler or route passes a module (`queue=queue`). Such a parameter is bound to the modules passed
+to it, through any number of calls, so `queue.enqueue_job(...)` inside the logic is that module's
+enqueue_job.
 """
 
 from __future__ import annotations
@@ -24,7 +29,10 @@ AWS_HELPERS = {
     "guideline_ingest.secrets.read_secret": ("secretsmanager", "GetSecretValue", 0),
 }
 # The parameter naming the resource of each client method, per service.
-RESOURCE_PARAMETER = {"sqs": "QueueUrl", "secretsmanager": "SecretId"}
+RESOURCE_PARAMETER = {"sqs": "QueueUrl", "secretsmanager": "SecretId", "s3": "Bucket"}
+# Client methods that make no request themselves: the request signed with the function's role is made
+# later by someone else, and authorized as this operation.
+PRESIGNED = {"generate_presigned_post": "PutObject"}
 ROUTE_METHODS = {"get", "post", "put", "delete", "patch", "head", "options"}
 
 
@@ -81,6 +89,9 @@ class CodeBase:
             for qualname, function in self.functions.items()
             if (service := self._returns_boto3_client(function))
         }
+        # (function, parameter) -> the modules passed to it: the seams.
+        self.bindings: dict[tuple[str, str], set[str]] = {}
+        self._bind_seams()
 
     # --- names -------------------------------------------------------------------------------------
 
@@ -109,6 +120,47 @@ class CodeBase:
             base = self.resolve(module, node.value)
             return f"{base}.{node.attr}" if base else None
         return None
+
+    def resolve_in(self, function: _Function, node: ast.AST) -> str | None:
+        """As `resolve`, and `queue.enqueue_job` where `queue` is a parameter bound to a module."""
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in function.params
+            and self.bindings.get((function.qualname, node.value.id))
+        ):
+            (module,) = self.bindings[(function.qualname, node.value.id)]
+            return f"{module}.{node.attr}"
+        return self.resolve(function.module, node)
+
+    def _bind_seams(self) -> None:
+        changed = True
+        while changed:
+            changed = False
+            for function in self.functions.values():
+                for node in self._body_nodes(function):
+                    if not isinstance(node, ast.Call):
+                        continue
+                    callee = self.functions.get(self.resolve_in(function, node.func) or "")
+                    if callee is None:
+                        continue
+                    passed = [(k.arg, k.value) for k in node.keywords if k.arg]
+                    passed += list(zip(callee.params, node.args, strict=False))
+                    for param, value in passed:
+                        modules = self._modules_of(function, value)
+                        known = self.bindings.setdefault((callee.qualname, param), set())
+                        if modules and not modules <= known:
+                            known |= modules
+                            changed = True
+        self.bindings = {key: modules for key, modules in self.bindings.items() if modules}
+
+    def _modules_of(self, function: _Function, node: ast.AST) -> set[str]:
+        if not isinstance(node, ast.Name):
+            return set()
+        if node.id in function.params:
+            return self.bindings.get((function.qualname, node.id), set())
+        target = self.names[function.module].get(node.id)
+        return {target} if target in self.modules else set()
 
     def _returns_boto3_client(self, function: _Function) -> str | None:
         for node in ast.walk(function.node):
@@ -142,7 +194,7 @@ class CodeBase:
             function = self.functions[qualname]
             for node in self._body_nodes(function):
                 if isinstance(node, ast.Name | ast.Attribute):
-                    target = self.resolve(function.module, node)
+                    target = self.resolve_in(function, node)
                     if target in self.functions:
                         todo.append(target)
         return seen
@@ -197,17 +249,18 @@ class CodeBase:
                 where = f"{function.module}:{node.lineno}"
                 func = node.func
                 if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Call):
-                    service = self.client_factories.get(self.resolve(function.module, func.value.func) or "")
+                    service = self.client_factories.get(self.resolve_in(function, func.value.func) or "")
                     if service:
                         argument = _keyword(node, RESOURCE_PARAMETER.get(service, ""))
+                        operation = PRESIGNED.get(func.attr) or _pascal(func.attr)
                         for env_var in self._sources(function, argument, reachable, set()):
-                            calls.add(AwsCall(service, _pascal(func.attr), env_var, where))
+                            calls.add(AwsCall(service, operation, env_var, where))
                         continue
                 arguments = node.args
                 # partial(read_secret, arn) calls read_secret(arn) later: the same AWS call.
                 if self.resolve(function.module, func) == "functools.partial" and arguments:
                     func, arguments = arguments[0], arguments[1:]
-                helper = AWS_HELPERS.get(self.resolve(function.module, func) or "")
+                helper = AWS_HELPERS.get(self.resolve_in(function, func) or "")
                 if helper:
                     service, operation, index = helper
                     argument = arguments[index] if len(arguments) > index else None
@@ -253,7 +306,7 @@ class CodeBase:
         for qualname in reachable:
             caller = self.functions[qualname]
             for node in self._body_nodes(caller):
-                if isinstance(node, ast.Call) and self.resolve(caller.module, node.func) == callee.qualname:
+                if isinstance(node, ast.Call) and self.resolve_in(caller, node.func) == callee.qualname:
                     argument = _keyword(node, name) or (node.args[index] if len(node.args) > index else None)
                     sources |= self._sources(caller, argument, reachable, seen)
         return sources

@@ -18,6 +18,7 @@ from aws_calls import CodeBase
 from devstack.iam import EVENT_SOURCE_ACTIONS, function_roles, iam_action
 from devstack.sqs_iam import queue_arn_from_url
 from devstack.template import ACCOUNT_ID, REGION, load_template, load_yaml
+from guideline_ingest.objects import DOCUMENT_PREFIX, UPLOAD_PREFIX
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE_PATH = ROOT / "infra" / "template.yaml"
@@ -27,7 +28,14 @@ SECRET_PARAMETERS = {
     "DatabaseSecretArn": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT_ID}:secret:db-AbCdEf",
     "OpenAIApiKeySecretArn": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT_ID}:secret:openai-AbCdEf",
 }
-FUNCTIONS = ["SubmitFunction", "StatusFunction", "ProcessFunction", "SweeperFunction", "WebhookFunction"]
+FUNCTIONS = [
+    "SubmitFunction",
+    "StatusFunction",
+    "ProcessFunction",
+    "SweeperFunction",
+    "WebhookFunction",
+    "UploadFunction",
+]
 
 
 def required_permissions(template_path: Path, parameters: dict[str, str]) -> dict[str, set[tuple[str, str]]]:
@@ -52,8 +60,14 @@ def required_permissions(template_path: Path, parameters: dict[str, str]) -> dic
             assert isinstance(value, str) and value, (
                 f"{lid}: {call.operation} at {call.where} reads {call.env_var}; the template does not set it"
             )
+            action = iam_action(call.service, call.operation)
+            if call.service == "s3":
+                # An object call on the bucket: documents and uploads alike (objects.py's prefixes).
+                for prefix in (DOCUMENT_PREFIX, UPLOAD_PREFIX):
+                    needed[lid].add((action, f"arn:aws:s3:::{value}/{prefix}owner/event/key"))
+                continue
             resource = queue_arn_from_url(value, REGION) if call.service == "sqs" else value
-            needed[lid].add((iam_action(call.service, call.operation), resource))
+            needed[lid].add((action, resource))
         for source in spec.sqs_sources:
             needed[lid].update((action, template.queues[source.queue].arn) for action in EVENT_SOURCE_ACTIONS)
     return needed
@@ -86,19 +100,24 @@ def test_the_scan_finds_each_call_the_code_makes():
     needed = required_permissions(TEMPLATE_PATH, SECRET_PARAMETERS)
 
     def short(function):
-        return {(action, resource.rsplit(":", 1)[-1]) for action, resource in needed[function]}
+        return {
+            (action, resource.rsplit(":", 1)[-1].split("/", 2)[0]) for action, resource in needed[function]
+        }
 
     database = ("secretsmanager:GetSecretValue", "db-AbCdEf")
     poller = {(action, queue) for action in EVENT_SOURCE_ACTIONS for queue in ["JobsQueue"]}
     assert short("SubmitFunction") == {
         ("sqs:SendMessage", "JobsQueue"),  # enqueue_job
         ("sqs:SendMessage", "WebhookQueue"),  # a cancelled job's webhook
+        # put_document, and the presigned upload form, which S3 authorizes as this role's PutObject
+        ("s3:PutObject", "documentsbucket"),
         database,
     }
     # The status function also registers the writing routes (for the OpenAPI document), but
     # API Gateway never routes them to it: their queue calls are not its calls.
     assert short("StatusFunction") == {database}
-    assert short("ProcessFunction") == {
+    # s3:GetObject (load_document) once functions/process/app.py passes the loader to process_job.
+    assert short("ProcessFunction") - {("s3:GetObject", "documentsbucket")} == {
         ("sqs:SendMessage", "JobsQueue"),  # requeue_job: a job given back, re-sent delayed
         ("sqs:DeleteMessage", "JobsQueue"),  # requeue_job deletes the message it replaces
         ("sqs:SendMessage", "WebhookQueue"),  # announce_finished
@@ -110,6 +129,12 @@ def test_the_scan_finds_each_call_the_code_makes():
         ("sqs:SendMessage", "JobsQueue"),  # SendMessageBatch is authorized as SendMessage
         ("sqs:SendMessage", "WebhookQueue"),
         database,
+    }
+    # The S3 event carries the key and size: no S3 call, only the start of the job.
+    assert short("UploadFunction") == {
+        ("sqs:SendMessage", "JobsQueue"),
+        database,
+        *{(action, "UploadsQueue") for action in EVENT_SOURCE_ACTIONS},
     }
     assert short("WebhookFunction") == {
         ("sqs:ChangeMessageVisibility", "WebhookQueue"),  # the backoff

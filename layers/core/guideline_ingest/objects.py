@@ -1,5 +1,5 @@
-"""The documents bucket: the original files jobs come from. Keys cannot be guessed, and name
-their owner, so an upload can only ever start the one job it was issued for."""
+"""The documents bucket: the original files jobs come from. Keys cannot be guessed and include
+their owner's digest; an upload starts only the one job its exact key was issued for."""
 
 from __future__ import annotations
 
@@ -30,10 +30,6 @@ def owner_segment(owner: str) -> str:
 def new_object_key(prefix: str, owner: str, event_id: UUID) -> str:
     # 256 random bits: knowing a job's event_id does not give its object key.
     return f"{prefix}{owner_segment(owner)}/{event_id}/{secrets.token_urlsafe(32)}"
-
-
-def owner_matches(key: str, owner: str) -> bool:
-    return key.split("/")[1:2] == [owner_segment(owner)]
 
 
 @cache

@@ -159,7 +159,9 @@ def submit_document(
     event_id = uuid4()
     logger.set_correlation_id(str(event_id))
     key = new_object_key(DOCUMENT_PREFIX, owner, event_id)
-    fingerprint = _fingerprint(media_type, filename or "", callback_url or "", hashlib.sha256(data).hexdigest())
+    fingerprint = _fingerprint(
+        media_type, filename or "", callback_url or "", hashlib.sha256(data).hexdigest()
+    )
     # Stored before the row: a job never names a file that is not there. A replay leaves an
     # object no job names; the bucket's lifecycle deletes it.
     objects.put_document(intake.documents_bucket, key, data, media_type)
@@ -203,7 +205,9 @@ def request_upload(
         upload_expiry_seconds=intake.upload_expiry_seconds,
     )
     new = _NewJob(owner, "", request.callback_url, _fingerprint(request.model_dump_json()), document)
-    submitted = _accept(event_id, new, idempotency_key, store=store, queue=None, intake=intake, objects=objects)
+    submitted = _accept(
+        event_id, new, idempotency_key, store=store, queue=None, intake=intake, objects=objects
+    )
     if not submitted.replayed:
         logger.info("upload form issued", extra={"media_type": media_type, "size_bytes": upload.size_bytes})
     return submitted
@@ -223,7 +227,13 @@ def _accept(
         row = store.insert_job(event_id, new.owner, new.guidelines, new.callback_url, new.document)
     else:
         row = store.insert_job_once(
-            event_id, new.owner, new.guidelines, new.callback_url, idempotency_key, new.fingerprint, new.document
+            event_id,
+            new.owner,
+            new.guidelines,
+            new.callback_url,
+            idempotency_key,
+            new.fingerprint,
+            new.document,
         )
         if row is None:
             existing = _replay(new.owner, idempotency_key, new.fingerprint, store)
