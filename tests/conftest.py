@@ -29,6 +29,8 @@ os.environ.update(
         "POWERTOOLS_SERVICE_NAME": "guideline-ingest",
         "POWERTOOLS_METRICS_NAMESPACE": "GuidelineIngest",
         "POWERTOOLS_TRACE_DISABLED": "true",
+        # The request model states the limit when it is defined; events/submit-too-long.json is one over.
+        "MAX_DOCUMENT_CHARS": "200000",
     }
 )
 
@@ -102,6 +104,10 @@ def environment(database_url, moto_endpoint, offline_llm):
             "PENDING_GRACE_SECONDS": "60",
             "WEBHOOK_SIGNING_SECRET": "test-webhook-signing-secret-0123456789abcdef",
             "WEBHOOK_MAX_ATTEMPTS": "3",
+            "DOCUMENTS_BUCKET": "guideline-ingest-documents-test",
+            "MAX_DOCUMENT_BYTES": "52428800",
+            "UPLOAD_EXPIRY_SECONDS": "900",
+            "MAX_DOCUMENT_PAGES": "2000",
         }
     )
     sqs = boto3.client("sqs")

@@ -13,7 +13,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from guideline_ingest import objects, queue
 from guideline_ingest.api.identity import caller
@@ -47,19 +47,33 @@ from guideline_ingest.webhooks import CallbackRefused, check_callback_url, signi
 POLL_INTERVAL_SECONDS = 2
 SECURED = [{"apiKey": []}]
 MAX_PAGE_SIZE = 100
-_BINARY = {"schema": {"type": "string", "format": "binary"}}
+
+
+def _inlined(model: type[BaseModel]) -> dict:
+    """The model's JSON schema with its definitions in place: the request body is described
+    beside the route (openapi_extensions), outside the components the resolver collects."""
+    schema = model.model_json_schema()
+    definitions = schema.pop("$defs", {})
+
+    def inline(node):
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return inline(definitions[node["$ref"].rsplit("/", 1)[-1]])
+            return {key: inline(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [inline(item) for item in node]
+        return node
+
+    return inline(schema)
+
+
 SUBMIT_REQUEST_BODY = {
     "required": True,
     "content": {
         "application/json": {
-            "schema": {
-                "oneOf": [
-                    SubmitJobRequest.model_json_schema(ref_template="#/components/schemas/{model}"),
-                    SubmitUploadRequest.model_json_schema(ref_template="#/components/schemas/{model}"),
-                ]
-            }
+            "schema": {"oneOf": [_inlined(SubmitJobRequest), _inlined(SubmitUploadRequest)]}
         },
-        **{media_type: _BINARY for media_type in MEDIA_TYPES},
+        **{media_type: {"schema": {"type": "string", "format": "binary"}} for media_type in MEDIA_TYPES},
     },
 }
 

@@ -14,6 +14,7 @@ waiting out its backoff is due in the future: it is never sent twice.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Protocol
 
 from guideline_ingest.config import SweeperSettings
 from guideline_ingest.dal import jobs
@@ -23,6 +24,9 @@ from guideline_ingest.queue import enqueue_jobs
 
 # Enough for one run of one minute; more waits for the next run.
 BATCH_LIMIT = 500
+# S3 checks a presigned form's expiry when the upload begins: a large file begun just in time
+# may finish (and its event arrive) this much later.
+UPLOAD_GRACE_SECONDS = 600
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,7 @@ class SweepReport:
 def sweep(settings: SweeperSettings) -> SweepReport:
     silent = settings.jobs_visibility_timeout_seconds + settings.pending_grace_seconds
     failed = jobs.fail_abandoned_jobs(settings.max_receive_count)
+    failed += fail_expired_uploads(store=jobs)
     failed += jobs.fail_jobs_out_of_budget(
         settings.retry_budget_seconds, silent, describe_duration(settings.retry_budget_seconds)
     )
@@ -57,3 +62,17 @@ def sweep(settings: SweeperSettings) -> SweepReport:
     metrics.add_metric(name="JobsRequeued", unit="Count", value=len(forgotten))
     metrics.add_metric(name="JobsAbandoned", unit="Count", value=len(failed))
     return report
+
+
+class UploadExpiryStore(Protocol):
+    """guideline_ingest.dal.jobs"""
+
+    def fail_expired_uploads(self, grace_seconds: float) -> list[dict]: ...
+
+
+def fail_expired_uploads(*, store: UploadExpiryStore) -> list[dict]:
+    """Jobs AWAITING_UPLOAD whose form expired (plus the grace) end FAILED with upload_expired."""
+    expired = store.fail_expired_uploads(UPLOAD_GRACE_SECONDS)
+    if expired:
+        metrics.add_metric(name="UploadsExpired", unit="Count", value=len(expired))
+    return expired
