@@ -32,10 +32,11 @@ _TYPOGRAPHY = str.maketrans(
         "\u2014": "-",
         "\u2015": "-",
         "\u2212": "-",
-        # pdfium marks a hyphen it found at a line end with U+0002.
+        # pdfium marks a hyphen it found at a line end with U+0002 or U+FFFE (and joins the lines):
+        # "cost\ufffeeffective" and "PE\ufffe5" are "cost-effective" and "PE-5".
         "\x02": "-",
+        "\ufffe": "-",
         "\u00ad": "",
-        "\ufffe": "",
         "\u200b": "",
     }
 )
@@ -92,7 +93,7 @@ def _normalize(text: str) -> tuple[str, list[int]]:
     origins: list[int] = []
     pending_space = -1  # offset of the first white space of a run not yet written
     for offset, raw in enumerate(text):
-        piece = unicodedata.normalize("NFKC", raw).translate(_TYPOGRAPHY) if ord(raw) > 127 else raw
+        piece = raw if " " <= raw <= "~" else unicodedata.normalize("NFKC", raw).translate(_TYPOGRAPHY)
         for char in piece:
             if char.isspace():
                 if pending_space < 0:
