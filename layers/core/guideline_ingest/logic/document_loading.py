@@ -11,11 +11,25 @@ from __future__ import annotations
 from typing import Protocol
 from uuid import UUID
 
+from guideline_ingest.config import ProcessSettings
 from guideline_ingest.dal.jobs import Claim
 from guideline_ingest.documents import ExtractedDocument
 from guideline_ingest.documents.extraction import DocumentLimits, extract
 from guideline_ingest.documents.formats import MEDIA_TYPES
 from guideline_ingest.observability import logger
+
+
+# What a DOCX's XML may inflate to while it is read (a zip bomb stops here): far above any real
+# document of MaxDocumentChars characters, far below the process function's memory.
+MAX_DECOMPRESSED_BYTES = 256 * 1024 * 1024
+
+
+def document_limits(settings: ProcessSettings) -> DocumentLimits:
+    return DocumentLimits(
+        max_pages=settings.max_document_pages,
+        max_chars=settings.max_document_chars,
+        max_decompressed_bytes=MAX_DECOMPRESSED_BYTES,
+    )
 
 
 class ExtractionStore(Protocol):
