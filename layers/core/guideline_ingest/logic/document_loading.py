@@ -18,7 +18,6 @@ from guideline_ingest.documents.extraction import DocumentLimits, extract
 from guideline_ingest.documents.formats import MEDIA_TYPES
 from guideline_ingest.observability import logger
 
-
 # What a DOCX's XML may inflate to while it is read (a zip bomb stops here): far above any real
 # document of MaxDocumentChars characters, far below the process function's memory.
 MAX_DECOMPRESSED_BYTES = 256 * 1024 * 1024
