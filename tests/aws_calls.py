@@ -141,11 +141,12 @@ class CodeBase:
                 for node in self._body_nodes(function):
                     if not isinstance(node, ast.Call):
                         continue
-                    callee = self.functions.get(self.resolve_in(function, node.func) or "")
+                    target, arguments = self._called(function, node)
+                    callee = self.functions.get(target or "")
                     if callee is None:
                         continue
                     passed = [(k.arg, k.value) for k in node.keywords if k.arg]
-                    passed += list(zip(callee.params, node.args, strict=False))
+                    passed += list(zip(callee.params, arguments, strict=False))
                     for param, value in passed:
                         modules = self._modules_of(function, value)
                         known = self.bindings.setdefault((callee.qualname, param), set())
@@ -153,6 +154,12 @@ class CodeBase:
                             known |= modules
                             changed = True
         self.bindings = {key: modules for key, modules in self.bindings.items() if modules}
+
+    def _called(self, function: _Function, call: ast.Call) -> tuple[str | None, list[ast.AST]]:
+        """What a call calls, with its positional arguments: `partial(f, a, b=c)` passes them to f."""
+        if self.resolve(function.module, call.func) == "functools.partial" and call.args:
+            return self.resolve_in(function, call.args[0]), call.args[1:]
+        return self.resolve_in(function, call.func), call.args
 
     def _modules_of(self, function: _Function, node: ast.AST) -> set[str]:
         if not isinstance(node, ast.Name):
@@ -306,8 +313,11 @@ class CodeBase:
         for qualname in reachable:
             caller = self.functions[qualname]
             for node in self._body_nodes(caller):
-                if isinstance(node, ast.Call) and self.resolve_in(caller, node.func) == callee.qualname:
-                    argument = _keyword(node, name) or (node.args[index] if len(node.args) > index else None)
+                if not isinstance(node, ast.Call):
+                    continue
+                target, arguments = self._called(caller, node)
+                if target == callee.qualname:
+                    argument = _keyword(node, name) or (arguments[index] if len(arguments) > index else None)
                     sources |= self._sources(caller, argument, reachable, seen)
         return sources
 

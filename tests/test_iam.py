@@ -143,6 +143,36 @@ def test_the_scan_finds_each_call_the_code_makes():
     }
 
 
+def test_the_document_loader_wired_as_a_partial_is_seen_with_its_bucket(tmp_path):
+    """How functions/process/app.py passes the loader to process_job: the S3 read it makes is found,
+    on the bucket of DOCUMENTS_BUCKET, and the process role allows it."""
+    (tmp_path / "app.py").write_text(
+        "from functools import partial\n"
+        "from guideline_ingest import objects\n"
+        "from guideline_ingest.config import process_settings\n"
+        "from guideline_ingest.dal import jobs\n"
+        "from guideline_ingest.logic.document_loading import document_limits, load_document\n"
+        "settings = process_settings()\n"
+        "def handler(event, context):\n"
+        "    loader = partial(load_document, store=jobs, objects=objects,\n"
+        "                     bucket=settings.documents_bucket, limits=document_limits(settings))\n"
+        "    return loader(event)\n"
+    )
+    code = CodeBase(tmp_path, LAYER_DIR)
+    calls = {
+        (c.service, c.operation, c.env_var) for c in code.aws_calls(code.reachable("app.handler", set()))
+    }
+    assert calls == {
+        ("s3", "GetObject", "DOCUMENTS_BUCKET"),
+        ("secretsmanager", "GetSecretValue", "DATABASE_SECRET_ARN"),  # every function's database
+    }
+    role = function_roles(TEMPLATE_PATH)["ProcessFunction"]
+    assert role.allows("s3:GetObject", "arn:aws:s3:::documentsbucket/uploads/owner/event/token")
+    assert role.allows("s3:GetObject", "arn:aws:s3:::documentsbucket/documents/owner/event/token")
+    assert not role.allows("s3:PutObject", "arn:aws:s3:::documentsbucket/uploads/owner/event/token")
+    assert not role.allows("s3:GetObject", "arn:aws:s3:::someotherbucket/uploads/x")
+
+
 # The Policies blocks as they were before issue 11: the check must report exactly what AWS denied.
 OLD_POLICIES = {
     "ProcessFunction": [{"SQSPollerPolicy": {"QueueName": {"Fn::GetAtt": ["JobsQueue", "QueueName"]}}}],
