@@ -159,9 +159,13 @@ def test_openapi_document_describes_every_route_from_the_same_models(invoke):
     }
     assert "202" in spec["paths"]["/jobs"]["post"]["responses"]
     request_body = spec["paths"]["/jobs"]["post"]["requestBody"]["content"]
-    text_request, upload_request = request_body["application/json"]["schema"]["oneOf"]
-    assert text_request["properties"]["guidelines"]["maxLength"] == 200000
-    assert upload_request["properties"]["upload"]["required"] == ["media_type", "size_bytes"]
+    assert request_body["application/json"]["schema"]["oneOf"] == [
+        {"$ref": "#/components/schemas/SubmitJobRequest"},
+        {"$ref": "#/components/schemas/SubmitUploadRequest"},
+    ]
+    schemas = spec["components"]["schemas"]
+    assert schemas["SubmitJobRequest"]["properties"]["guidelines"]["maxLength"] == 200000
+    assert schemas["UploadRequest"]["required"] == ["media_type", "size_bytes"]
     assert request_body["application/pdf"]["schema"] == {"type": "string", "format": "binary"}
     assert "Job" in spec["components"]["schemas"] and "Problem" in spec["components"]["schemas"]
 

@@ -13,7 +13,8 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
+from pydantic.json_schema import models_json_schema
 
 from guideline_ingest import objects, queue
 from guideline_ingest.api.identity import caller
@@ -49,29 +50,26 @@ SECURED = [{"apiKey": []}]
 MAX_PAGE_SIZE = 100
 
 
-def _inlined(model: type[BaseModel]) -> dict:
-    """The model's JSON schema with its definitions in place: the request body is described
-    beside the route (openapi_extensions), outside the components the resolver collects."""
-    schema = model.model_json_schema()
-    definitions = schema.pop("$defs", {})
-
-    def inline(node):
-        if isinstance(node, dict):
-            if "$ref" in node:
-                return inline(definitions[node["$ref"].rsplit("/", 1)[-1]])
-            return {key: inline(value) for key, value in node.items()}
-        if isinstance(node, list):
-            return [inline(item) for item in node]
-        return node
-
-    return inline(schema)
+def request_schemas() -> dict:
+    """The JSON request bodies' schemas, for the OpenAPI components: the route reads its body
+    itself (a document is not JSON), so the resolver does not collect them."""
+    _, schemas = models_json_schema(
+        [(SubmitJobRequest, "validation"), (SubmitUploadRequest, "validation")], ref_template=_COMPONENT
+    )
+    return schemas["$defs"]
 
 
+_COMPONENT = "#/components/schemas/{model}"
 SUBMIT_REQUEST_BODY = {
     "required": True,
     "content": {
         "application/json": {
-            "schema": {"oneOf": [_inlined(SubmitJobRequest), _inlined(SubmitUploadRequest)]}
+            "schema": {
+                "oneOf": [
+                    {"$ref": _COMPONENT.format(model="SubmitJobRequest")},
+                    {"$ref": _COMPONENT.format(model="SubmitUploadRequest")},
+                ]
+            }
         },
         **{media_type: {"schema": {"type": "string", "format": "binary"}} for media_type in MEDIA_TYPES},
     },
