@@ -174,6 +174,11 @@ def queue_arn(name: str, region: str = REGION) -> str:
     return f"arn:aws:sqs:{region}:{ACCOUNT_ID}:{name}"
 
 
+def bucket_name(logical_id: str) -> str:
+    """A bucket without a BucketName is named by its logical id, in the lower case S3 wants."""
+    return logical_id.lower()
+
+
 # --- intrinsic functions -----------------------------------------------------------------------
 
 
@@ -211,6 +216,8 @@ class _Resolver:
             return self.pseudo(name)
         if name in self.refs:
             return self.refs[name]
+        if (self.resources.get(name) or {}).get("Type") == "AWS::S3::Bucket":
+            return self._bucket(name)
         if name in self.resources or "." in name:  # SAM's `!Ref Api.Stage` style references included
             return UNRESOLVED
         raise TemplateError(f"!Ref to unknown name {name!r}")
@@ -228,7 +235,13 @@ class _Resolver:
             values = {"Arn": queue_arn(name, self.region), "QueueName": name}
             values["QueueUrl"] = self.refs.get(logical_id, UNRESOLVED)
             return values.get(attribute, UNRESOLVED)
+        if resource.get("Type") == "AWS::S3::Bucket" and attribute == "Arn":
+            return f"arn:aws:s3:::{self._bucket(logical_id)}"
         return UNRESOLVED
+
+    def _bucket(self, logical_id: str) -> str:
+        name = (self.resources[logical_id].get("Properties") or {}).get("BucketName")
+        return name if isinstance(name, str) else bucket_name(logical_id)
 
     def condition(self, name: str) -> bool:
         if name not in self._conditions:

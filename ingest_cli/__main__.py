@@ -14,7 +14,7 @@ from ingest_cli.client import Client
 from ingest_cli.errors import EXIT_INTERRUPTED, CliError
 from ingest_cli.settings import resolve
 
-STATUSES = ("PENDING", "PROCESSING", "COMPLETED", "FAILED", "CANCELLED")
+STATUSES = ("AWAITING_UPLOAD", "PENDING", "PROCESSING", "COMPLETED", "FAILED", "CANCELLED")
 
 
 def _positive(value: str) -> int:
@@ -56,7 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
     submit = commands_.add_parser(
         "submit", parents=[connection], help="submit a document (prints the event_id)"
     )
-    submit.add_argument("file", metavar="FILE", help="the guidelines, UTF-8 text; - reads standard input")
+    submit.add_argument(
+        "file",
+        metavar="FILE",
+        help=(
+            "the guidelines: .pdf, .docx, .html, .md (as Markdown) or UTF-8 text; - reads standard input. "
+            "Files over 4.5 MB go through an upload form"
+        ),
+    )
     submit.add_argument(
         "--wait", action="store_true", help="show progress until the job ends, then the result"
     )

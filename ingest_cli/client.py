@@ -7,6 +7,8 @@ import json
 import socket
 import urllib.error
 import urllib.request
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import Message
 from ipaddress import ip_address
@@ -16,6 +18,7 @@ from ingest_cli.errors import ApiError, Unreachable
 from ingest_cli.settings import Settings
 
 REQUEST_TIMEOUT_SECONDS = 30.0
+UPLOAD_CHUNK_BYTES = 256 * 1024
 USER_AGENT = "ingest-cli"
 
 
@@ -51,6 +54,64 @@ class Client:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         return self.request("POST", "/jobs", {"guidelines": guidelines}, headers).document
 
+    def submit_document(
+        self, data: bytes, media_type: str, filename: str | None, idempotency_key: str | None = None
+    ) -> dict:
+        """The file itself as the body (small files: the API's inline limit)."""
+        headers = {"Content-Type": media_type}
+        if filename:
+            headers["Content-Disposition"] = f'attachment; filename="{_quoted(filename)}"'
+        if idempotency_key:
+            headers["Idempotency-Key"] = idempotency_key
+        return self.request("POST", "/jobs", raw=data, headers=headers).document
+
+    def request_upload(
+        self, media_type: str, size_bytes: int, filename: str | None, idempotency_key: str | None = None
+    ) -> dict:
+        upload = {"media_type": media_type, "size_bytes": size_bytes}
+        if filename:
+            upload["filename"] = filename
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        return self.request("POST", "/jobs", {"upload": upload}, headers).document
+
+    def upload(self, form: dict, data: bytes, on_progress: Callable[[int, int], None]) -> None:
+        """POST the file to the presigned form (multipart, the file last, as S3 wants it), reporting
+        bytes sent. Not through the API: straight to the bucket."""
+        boundary = uuid.uuid4().hex
+        head = b"".join(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+            for name, value in form["fields"].items()
+        )
+        head += (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="document"\r\n'
+            f"Content-Type: {form['fields'].get('Content-Type', 'application/octet-stream')}\r\n\r\n"
+        ).encode()
+        tail = f"\r\n--{boundary}--\r\n".encode()
+        body = head + data + tail
+        parts = urlsplit(form["url"])
+        connection_type = (
+            http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        )
+        connection = connection_type(parts.hostname, parts.port, timeout=self.timeout)
+        try:
+            connection.putrequest("POST", (parts.path or "/") + (f"?{parts.query}" if parts.query else ""))
+            connection.putheader("Content-Type", f"multipart/form-data; boundary={boundary}")
+            connection.putheader("Content-Length", str(len(body)))
+            connection.putheader("User-Agent", USER_AGENT)
+            connection.endheaders()
+            for start in range(0, len(body), UPLOAD_CHUNK_BYTES):
+                connection.send(body[start : start + UPLOAD_CHUNK_BYTES])
+                on_progress(min(start + UPLOAD_CHUNK_BYTES, len(body)), len(body))
+            response = connection.getresponse()
+            raw = response.read()
+        except (OSError, http.client.HTTPException) as error:
+            raise Unreachable(f"cannot upload to {parts.hostname}: {error}") from None
+        finally:
+            connection.close()
+        if response.status >= 300:
+            detail = raw.decode("utf-8", "replace").strip()[:300]
+            raise ApiError(f"the upload was refused ({response.status}): {detail}", response.status)
+
     def job(self, event_id: str) -> Reply:
         return self.request("GET", f"/jobs/{_segment(event_id)}")
 
@@ -65,14 +126,21 @@ class Client:
 
     # --- the wire ---------------------------------------------------------------------------
 
-    def request(self, method: str, path: str, body: dict | None = None, headers: dict | None = None) -> Reply:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: dict | None = None,
+        headers: dict | None = None,
+        raw: bytes | None = None,
+    ) -> Reply:
         url = self.base_url + path
-        data = None if body is None else json.dumps(body).encode("utf-8")
+        data = raw if raw is not None else None if body is None else json.dumps(body).encode("utf-8")
         request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - scheme checked in settings
         request.add_header("x-api-key", self.api_key)
         request.add_header("Accept", "application/json, application/problem+json")
         request.add_header("User-Agent", USER_AGENT)
-        if data is not None:
+        if data is not None and raw is None:
             request.add_header("Content-Type", "application/json")
         for name, value in (headers or {}).items():
             request.add_header(name, value)
@@ -101,6 +169,10 @@ class Client:
         else:
             why = str(getattr(reason, "strerror", None) or reason)
         return Unreachable(f"cannot reach {self.base_url}: {why}")
+
+
+def _quoted(filename: str) -> str:
+    return filename.replace("\\", "_").replace('"', "_")
 
 
 def _segment(value: str) -> str:

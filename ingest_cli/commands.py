@@ -11,6 +11,7 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.live import Live
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from ingest_cli.client import Client
 from ingest_cli.errors import EXIT_FAILURE, ApiError, UsageError
@@ -23,6 +24,18 @@ MAX_POLL_SECONDS = 30.0
 # Answers worth waiting out while polling: the job is safe in the database meanwhile.
 TRANSIENT_STATUSES = frozenset({502, 503, 504})
 UNSUCCESSFUL = frozenset({"FAILED", "CANCELLED"})
+# The API's limit on a file sent as the request body (docs/api.md, "Documents"); a larger file goes
+# through a presigned upload form, straight to the bucket.
+INLINE_MAX_BYTES = 4_500_000
+# A file goes as what it is: a .md file as Markdown, with its headings. Anything else is text.
+DOCUMENT_TYPES = {
+    ".pdf": "application/pdf",
+    ".docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    ".html": "text/html",
+    ".htm": "text/html",
+    ".md": "text/markdown",
+    ".markdown": "text/markdown",
+}
 
 
 @dataclass
@@ -35,10 +48,10 @@ class Io:
         print(json.dumps(document, indent=2, ensure_ascii=False), file=sys.stdout, flush=True)
 
 
-def read_guidelines(source: str) -> str:
+def read_bytes(source: str) -> bytes:
     name = "standard input" if source == "-" else source
     try:
-        raw = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+        return sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
     except FileNotFoundError:
         raise UsageError(f"no such file: {source}") from None
     except IsADirectoryError:
@@ -47,6 +60,11 @@ def read_guidelines(source: str) -> str:
         raise UsageError(f"cannot read {source}: permission denied") from None
     except OSError as error:
         raise UsageError(f"cannot read {name}: {error.strerror or error}") from None
+
+
+def read_guidelines(source: str, raw: bytes | None = None) -> str:
+    name = "standard input" if source == "-" else source
+    raw = read_bytes(source) if raw is None else raw
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -87,8 +105,45 @@ def outcome(job: dict) -> int:
     return EXIT_FAILURE if job.get("status") in UNSUCCESSFUL else 0
 
 
+def media_type_of(source: str) -> str:
+    return "text/plain" if source == "-" else DOCUMENT_TYPES.get(Path(source).suffix.lower(), "text/plain")
+
+
+def send(client: Client, io: Io, file: str, idempotency_key: str | None, show_progress: bool) -> dict:
+    """Plain text as JSON, a small document as the body, anything larger through an upload form."""
+    raw = read_bytes(file)
+    media_type = media_type_of(file)
+    filename = None if file == "-" else Path(file).name
+    if not raw.strip():
+        raise UsageError(f"{filename or 'standard input'} is empty: there is nothing to submit")
+    if len(raw) <= INLINE_MAX_BYTES:
+        if media_type == "text/plain":
+            return client.submit(read_guidelines(file, raw), idempotency_key)
+        return client.submit_document(raw, media_type, filename, idempotency_key)
+    accepted = client.request_upload(media_type, len(raw), filename, idempotency_key)
+    if accepted.get("status") != "AWAITING_UPLOAD" or not accepted.get("upload"):
+        return accepted  # an idempotent replay of a job whose file has already arrived
+    if not show_progress:
+        client.upload(accepted["upload"], raw, on_progress=lambda _sent, _total: None)
+        return accepted
+    with Progress(
+        TextColumn("uploading"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=io.err,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("upload", total=len(raw))
+        client.upload(
+            accepted["upload"], raw, on_progress=lambda sent, total: progress.update(task, completed=sent)
+        )
+    io.err.print(f"uploaded {len(raw):,} bytes", style="dim", markup=False)
+    return accepted
+
+
 def submit(client: Client, io: Io, file: str, wait: bool, as_json: bool, idempotency_key: str | None) -> int:
-    accepted = client.submit(read_guidelines(file), idempotency_key)
+    accepted = send(client, io, file, idempotency_key, show_progress=not as_json)
     event_id = str(accepted["event_id"])
     if not wait:
         if as_json:

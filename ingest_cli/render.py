@@ -14,6 +14,7 @@ from rich.text import Text
 
 TERMINAL_STATUSES = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
 STATUS_STYLES = {
+    "AWAITING_UPLOAD": "yellow",
     "PENDING": "yellow",
     "PROCESSING": "cyan",
     "RUNNING": "cyan",
@@ -49,7 +50,33 @@ def current_step(job: dict) -> str:
             return f"step {position}/{len(steps)} {step.get('name', '?')}"
     if job.get("status") == "PENDING":
         return "queued"
+    if job.get("status") == "AWAITING_UPLOAD":
+        return "waiting for the upload"
     return ""
+
+
+def progress_bar(job: dict, width: int = 24) -> Text:
+    """chunks_done/chunks_total of a long document, as a bar; empty when the job reports none."""
+    progress = job.get("progress") or {}
+    done, total = progress.get("chunks_done"), progress.get("chunks_total")
+    if not total or done is None:
+        return Text("")
+    filled = round(width * min(done, total) / total)
+    return Text.assemble(("█" * filled, "cyan"), ("░" * (width - filled), "dim"), f" {done}/{total} chunks")
+
+
+def where(item: dict) -> str:
+    """Where an item's quote stands: "p. 12", "1 Scope > 1.2 Terms", or both, for each location."""
+    places = []
+    for location in item.get("locations") or []:
+        parts = []
+        if location.get("page") is not None:
+            parts.append(f"p. {location['page']}")
+        if location.get("section"):
+            parts.append(str(location["section"]))
+        if parts:
+            places.append(", ".join(parts))
+    return "; ".join(places)
 
 
 class WaitDisplay:
@@ -73,6 +100,8 @@ class WaitDisplay:
             "  ",
             (current_step(self.job), "bold"),
             "  ",
+            progress_bar(self.job),
+            "  ",
             (f"{self.elapsed():.1f} s", "dim"),
             "  ",
             (self.event_id, "dim"),
@@ -90,6 +119,11 @@ def print_job(console: Console, job: dict, *, details: bool) -> None:
     """A job for people: a header, the steps (`details`), then the result or the error."""
     header = Text.assemble(styled_status(job.get("status")), "  ", (str(job.get("event_id", "")), "bold"))
     console.print(header)
+    document = job.get("document")
+    if document:
+        pages = f", {document['page_count']} pages" if document.get("page_count") else ""
+        name = document.get("filename") or document.get("media_type", "")
+        console.print(Text(f"{name} ({document.get('format', '?')}{pages})", style="dim"))
     if details:
         created, updated = timestamp(job.get("created_at")), timestamp(job.get("updated_at"))
         console.print(Text(f"created {created} UTC   updated {updated} UTC", style="dim"))
@@ -149,7 +183,10 @@ def checklist_table(items: list[dict]) -> Table:
     table.add_column("category")
     for item in items:
         priority = str(item.get("priority", "-"))
-        cell = Group(Text(str(item.get("title", "")), style="bold"), Text(str(item.get("description", ""))))
+        lines = [Text(str(item.get("title", "")), style="bold"), Text(str(item.get("description", "")))]
+        if place := where(item):
+            lines.append(Text(place, style="cyan"))
+        cell = Group(*lines)
         table.add_row(
             str(item.get("id", "")),
             Text(priority, style=PRIORITY_STYLES.get(priority, "")),

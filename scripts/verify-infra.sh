@@ -57,13 +57,13 @@ step "package sizes and the LLM SDK's whereabouts"
 size_mb() { du -sm "$1" | cut -f1; }
 layer_mb=$(size_mb .aws-sam/build/CoreLayer)
 echo "CoreLayer: ${layer_mb} MB unzipped"
-for function in SubmitFunction StatusFunction ProcessFunction SweeperFunction WebhookFunction; do
+for function in SubmitFunction StatusFunction ProcessFunction SweeperFunction WebhookFunction UploadFunction; do
     total=$(($(size_mb ".aws-sam/build/$function") + layer_mb))
     echo "$function + layer: ${total} MB unzipped"
     ((total < LAMBDA_UNZIPPED_LIMIT_MB)) || fail "$function exceeds ${LAMBDA_UNZIPPED_LIMIT_MB} MB with its layer"
 done
 for package in .aws-sam/build/SubmitFunction .aws-sam/build/StatusFunction .aws-sam/build/SweeperFunction \
-    .aws-sam/build/CoreLayer/python; do
+    .aws-sam/build/UploadFunction .aws-sam/build/CoreLayer/python; do
     [[ ! -e $package/openai ]] || fail "$package contains openai; only the process function may"
 done
 [[ -d .aws-sam/build/ProcessFunction/openai ]] || fail "the process function package lacks openai"
@@ -72,13 +72,15 @@ echo "openai is in the process package only"
 step "LocalStack build (localstack/deployer.py build): layer folded in, native architecture"
 BUILD_DIR=.aws-sam/localstack SAM_CLI=$TOOLS/bin/sam "$VENV/bin/python" localstack/deployer.py build
 # LocalStack's free image does not mount layers: each package must import on its own.
-for function in SubmitFunction StatusFunction ProcessFunction SweeperFunction WebhookFunction; do
+for function in SubmitFunction StatusFunction ProcessFunction SweeperFunction WebhookFunction UploadFunction; do
     (
         cd ".aws-sam/localstack/$function"
         env -i PATH=/usr/bin:/bin PYTHONPATH="$PWD" AWS_DEFAULT_REGION=us-east-1 \
             JOBS_QUEUE_URL=http://localstack:4566/000000000000/jobs OPENAI_API_KEY=import-check \
             WEBHOOK_QUEUE_URL=http://localstack:4566/000000000000/webhooks \
             WEBHOOK_SIGNING_SECRET=import-check-webhook-signing-secret-0123456789 \
+            DOCUMENTS_BUCKET=import-check MAX_DOCUMENT_BYTES=52428800 UPLOAD_EXPIRY_SECONDS=900 \
+            MAX_DOCUMENT_PAGES=2000 MAX_DOCUMENT_CHARS=10000000 \
             DATABASE_URL=postgresql://import-check@127.0.0.1:1/none POWERTOOLS_TRACE_DISABLED=true \
             "$python312" -S -c 'import app; assert callable(app.handler)'
     ) || fail "$function does not import from its LocalStack package alone"

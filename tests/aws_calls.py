@@ -29,7 +29,10 @@ AWS_HELPERS = {
     "guideline_ingest.secrets.read_secret": ("secretsmanager", "GetSecretValue", 0),
 }
 # The parameter naming the resource of each client method, per service.
-RESOURCE_PARAMETER = {"sqs": "QueueUrl", "secretsmanager": "SecretId"}
+RESOURCE_PARAMETER = {"sqs": "QueueUrl", "secretsmanager": "SecretId", "s3": "Bucket"}
+# Client methods that make no request themselves: the request signed with the function's role is made
+# later by someone else, and authorized as this operation.
+PRESIGNED = {"generate_presigned_post": "PutObject"}
 ROUTE_METHODS = {"get", "post", "put", "delete", "patch", "head", "options"}
 
 
@@ -89,6 +92,9 @@ class CodeBase:
             for qualname, function in self.functions.items()
             if (service := self._returns_boto3_client(function))
         }
+        # (function, parameter) -> the modules passed to it: the seams.
+        self.bindings: dict[tuple[str, str], set[str]] = {}
+        self._bind_seams()
 
     # --- names -------------------------------------------------------------------------------------
 
@@ -127,6 +133,15 @@ class CodeBase:
         target = self.resolve(function.module, node)
         return {target} if target else set()
 
+    def callees(self, function: _Function, call: ast.Call) -> set[str]:
+        """What a call calls: `partial(f, b=c)` binds its keywords to f's parameters."""
+        if self._is_partial(function, call):
+            return self.targets(function, call.args[0])
+        return self.targets(function, call.func)
+
+    def _is_partial(self, function: _Function, call: ast.Call) -> bool:
+        return bool(call.args) and self.targets(function, call.func) == {"functools.partial"}
+
     def _bind_modules(self) -> None:
         """The modules passed to each parameter, by keyword or as its default, followed through
         parameters that pass them on until nothing changes."""
@@ -149,7 +164,7 @@ class CodeBase:
                 for node in self._body_nodes(function):
                     if not isinstance(node, ast.Call):
                         continue
-                    for callee in self.targets(function, node.func):
+                    for callee in self.callees(function, node):
                         for keyword in filter(lambda k: k.arg, node.keywords):
                             passed = {m for m in self.targets(function, keyword.value) if m in self.modules}
                             known = self.bindings.setdefault((callee, keyword.arg), set())
@@ -242,11 +257,12 @@ class CodeBase:
                 where = f"{function.module}:{node.lineno}"
                 func = node.func
                 if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Call):
-                    service = self.client_factories.get(self.resolve(function.module, func.value.func) or "")
+                    service = self.client_factories.get(self.resolve_in(function, func.value.func) or "")
                     if service:
                         argument = _keyword(node, RESOURCE_PARAMETER.get(service, ""))
+                        operation = PRESIGNED.get(func.attr) or _pascal(func.attr)
                         for env_var in self._sources(function, argument, reachable, set()):
-                            calls.add(AwsCall(service, _pascal(func.attr), env_var, where))
+                            calls.add(AwsCall(service, operation, env_var, where))
                         continue
                 arguments = node.args
                 # partial(read_secret, arn) calls read_secret(arn) later: the same AWS call.
@@ -298,8 +314,9 @@ class CodeBase:
         for qualname in reachable:
             caller = self.functions[qualname]
             for node in self._body_nodes(caller):
-                if isinstance(node, ast.Call) and callee.qualname in self.targets(caller, node.func):
-                    argument = _keyword(node, name) or (node.args[index] if len(node.args) > index else None)
+                if isinstance(node, ast.Call) and callee.qualname in self.callees(caller, node):
+                    arguments = node.args[1:] if self._is_partial(caller, node) else node.args
+                    argument = _keyword(node, name) or (arguments[index] if len(arguments) > index else None)
                     sources |= self._sources(caller, argument, reachable, seen)
         return sources
 

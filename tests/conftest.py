@@ -26,6 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"
 sys.path.insert(0, str(ROOT / "layers" / "core"))
 set_import_environment()
+# The request model states the limit when it is defined; events/submit-too-long.json is one over.
+os.environ["MAX_DOCUMENT_CHARS"] = "200000"
 
 from devstack.offline_llm import OfflineLLM  # noqa: E402
 from devstack.postgres import database_url_or_embedded  # noqa: E402
@@ -97,6 +99,10 @@ def environment(database_url, moto_endpoint, offline_llm):
             "PENDING_GRACE_SECONDS": "60",
             "WEBHOOK_SIGNING_SECRET": "test-webhook-signing-secret-0123456789abcdef",
             "WEBHOOK_MAX_ATTEMPTS": "3",
+            "DOCUMENTS_BUCKET": "guideline-ingest-documents-test",
+            "MAX_DOCUMENT_BYTES": "52428800",
+            "UPLOAD_EXPIRY_SECONDS": "900",
+            "MAX_DOCUMENT_PAGES": "2000",
         }
     )
     sqs = boto3.client("sqs")

@@ -7,7 +7,7 @@ served here describes the whole API; API Gateway never sends them here.
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from guideline_ingest.api import health
-from guideline_ingest.api.jobs import reading, writing
+from guideline_ingest.api.jobs import reading, request_schemas, writing
 from guideline_ingest.api.resolver import OPENAPI, create_resolver
 from guideline_ingest.config import status_settings
 from guideline_ingest.observability import logger
@@ -23,7 +23,9 @@ register_restore_hooks()
 
 @app.get("/openapi.json", include_in_schema=False)
 def get_openapi_document() -> dict:
-    return app.get_openapi_schema(**OPENAPI).model_dump(mode="json", by_alias=True, exclude_none=True)
+    document = app.get_openapi_schema(**OPENAPI).model_dump(mode="json", by_alias=True, exclude_none=True)
+    document["components"]["schemas"].update(request_schemas())
+    return document
 
 
 @logger.inject_lambda_context

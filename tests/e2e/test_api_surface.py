@@ -19,6 +19,7 @@ import requests
 
 from devstack.stack import Stack
 from guideline_ingest.models import JobStatus
+from guideline_ingest.documents.formats import MEDIA_TYPES
 
 from support import local_only
 
@@ -122,7 +123,11 @@ def generated(stack, tmp_path_factory):
     where = tmp_path_factory.mktemp("client")
     (where / "openapi.json").write_text(requests.get(f"{stack.base_url}/openapi.json", timeout=30).text)
     # No post hooks: the generator would otherwise run ruff on the output, which is only layout.
-    (where / "config.yaml").write_text("post_hooks: []\n")
+    # A document body is bytes to a generated client (the generator knows no application/pdf).
+    (where / "config.yaml").write_text(
+        "post_hooks: []\ncontent_type_overrides:\n"
+        + "".join(f"  {media_type}: application/octet-stream\n" for media_type in MEDIA_TYPES)
+    )
     generator = Path(sys.executable).with_name("openapi-python-client")
     result = subprocess.run(
         [

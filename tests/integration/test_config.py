@@ -29,7 +29,19 @@ SETTINGS_CLASSES = (
     config.SweeperSettings,
     config.WebhookSettings,
     config.LimitSettings,
+    config.UploadSettings,
 )
+
+
+def set_document_limits(environment) -> None:
+    """Required of the process function, with no default in code (the template has them)."""
+    for name, value in {
+        "DOCUMENTS_BUCKET": "documents",
+        "MAX_DOCUMENT_BYTES": "52428800",
+        "MAX_DOCUMENT_PAGES": "2000",
+        "MAX_DOCUMENT_CHARS": "10000000",
+    }.items():
+        environment.setenv(name, value)
 
 
 @pytest.fixture
@@ -92,6 +104,7 @@ def test_empty_optional_variables_are_unset_so_the_code_decides(bare_environment
     bare_environment.setenv("JOBS_QUEUE_URL", "https://sqs/jobs")
     bare_environment.setenv("WEBHOOK_QUEUE_URL", "https://sqs/webhooks")
     bare_environment.setenv("OPENAI_API_KEY", "sk-test")
+    set_document_limits(bare_environment)
 
     settings = load(config.ProcessSettings)
 
@@ -156,15 +169,16 @@ def test_a_function_needs_a_database_and_the_process_function_a_key(bare_environ
     with pytest.raises(ConfigurationError, match="set DATABASE_URL or DATABASE_SECRET_ARN"):
         load(config.DatabaseSettings)
     bare_environment.setenv("DATABASE_SECRET_ARN", DB_SECRET)
+    set_document_limits(bare_environment)
     with pytest.raises(ConfigurationError, match="set OPENAI_API_KEY or OPENAI_API_KEY_SECRET_ARN"):
         load(config.ProcessSettings)
 
 
 @pytest.mark.parametrize("value", ["0", "-3", "lots"])
-def test_max_guidelines_chars_must_be_a_positive_integer(monkeypatch, value):
-    monkeypatch.setenv("MAX_GUIDELINES_CHARS", value)
-    with pytest.raises(ConfigurationError, match="MAX_GUIDELINES_CHARS"):
-        config.max_guidelines_chars()
+def test_max_document_chars_must_be_a_positive_integer(monkeypatch, value):
+    monkeypatch.setenv("MAX_DOCUMENT_CHARS", value)
+    with pytest.raises(ConfigurationError, match="MAX_DOCUMENT_CHARS"):
+        config.max_document_chars()
 
 
 def test_a_cold_start_without_a_required_variable_fails_naming_it(environment):

@@ -16,6 +16,7 @@ import yaml
 from aws_calls import CodeBase
 
 from devstack.template import ACCOUNT_ID, REGION, load_template, load_yaml
+from guideline_ingest.objects import DOCUMENT_PREFIX, UPLOAD_PREFIX
 
 from iam_roles import EVENT_SOURCE_ACTIONS, function_roles, iam_action, queue_arn_from_url
 
@@ -27,7 +28,14 @@ SECRET_PARAMETERS = {
     "DatabaseSecretArn": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT_ID}:secret:db-AbCdEf",
     "OpenAIApiKeySecretArn": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT_ID}:secret:openai-AbCdEf",
 }
-FUNCTIONS = ["SubmitFunction", "StatusFunction", "ProcessFunction", "SweeperFunction", "WebhookFunction"]
+FUNCTIONS = [
+    "SubmitFunction",
+    "StatusFunction",
+    "ProcessFunction",
+    "SweeperFunction",
+    "WebhookFunction",
+    "UploadFunction",
+]
 
 
 def required_permissions(template_path: Path, parameters: dict[str, str]) -> dict[str, set[tuple[str, str]]]:
@@ -52,8 +60,14 @@ def required_permissions(template_path: Path, parameters: dict[str, str]) -> dic
             assert isinstance(value, str) and value, (
                 f"{lid}: {call.operation} at {call.where} reads {call.env_var}; the template does not set it"
             )
+            action = iam_action(call.service, call.operation)
+            if call.service == "s3":
+                # An object call on the bucket: documents and uploads alike (objects.py's prefixes).
+                for prefix in (DOCUMENT_PREFIX, UPLOAD_PREFIX):
+                    needed[lid].add((action, f"arn:aws:s3:::{value}/{prefix}owner/event/key"))
+                continue
             resource = queue_arn_from_url(value, REGION) if call.service == "sqs" else value
-            needed[lid].add((iam_action(call.service, call.operation), resource))
+            needed[lid].add((action, resource))
         for source in spec.sqs_sources:
             needed[lid].update((action, template.queues[source.queue].arn) for action in EVENT_SOURCE_ACTIONS)
     return needed
@@ -86,19 +100,24 @@ def test_the_scan_finds_each_call_the_code_makes():
     needed = required_permissions(TEMPLATE_PATH, SECRET_PARAMETERS)
 
     def short(function):
-        return {(action, resource.rsplit(":", 1)[-1]) for action, resource in needed[function]}
+        return {
+            (action, resource.rsplit(":", 1)[-1].split("/", 2)[0]) for action, resource in needed[function]
+        }
 
     database = ("secretsmanager:GetSecretValue", "db-AbCdEf")
     poller = {(action, queue) for action in EVENT_SOURCE_ACTIONS for queue in ["JobsQueue"]}
     assert short("SubmitFunction") == {
         ("sqs:SendMessage", "JobsQueue"),  # enqueue_job
         ("sqs:SendMessage", "WebhookQueue"),  # a cancelled job's webhook
+        # put_document, and the presigned upload form, which S3 authorizes as this role's PutObject
+        ("s3:PutObject", "documentsbucket"),
         database,
     }
     # The status function also registers the writing routes (for the OpenAPI document), but
     # API Gateway never routes them to it: their queue calls are not its calls.
     assert short("StatusFunction") == {database}
-    assert short("ProcessFunction") == {
+    # s3:GetObject (load_document) once functions/process/app.py passes the loader to process_job.
+    assert short("ProcessFunction") - {("s3:GetObject", "documentsbucket")} == {
         ("sqs:SendMessage", "JobsQueue"),  # requeue_job: a job given back, re-sent delayed
         ("sqs:DeleteMessage", "JobsQueue"),  # requeue_job deletes the message it replaces
         ("sqs:SendMessage", "WebhookQueue"),  # announce_finished
@@ -111,11 +130,47 @@ def test_the_scan_finds_each_call_the_code_makes():
         ("sqs:SendMessage", "WebhookQueue"),
         database,
     }
+    # The S3 event carries the key and size: no S3 call, only the start of the job.
+    assert short("UploadFunction") == {
+        ("sqs:SendMessage", "JobsQueue"),
+        database,
+        *{(action, "UploadsQueue") for action in EVENT_SOURCE_ACTIONS},
+    }
     assert short("WebhookFunction") == {
         ("sqs:ChangeMessageVisibility", "WebhookQueue"),  # the backoff
         database,
         *{(action, "WebhookQueue") for action in EVENT_SOURCE_ACTIONS},
     }
+
+
+def test_the_document_loader_wired_as_a_partial_is_seen_with_its_bucket(tmp_path):
+    """How functions/process/app.py passes the loader to process_job: the S3 read it makes is found,
+    on the bucket of DOCUMENTS_BUCKET, and the process role allows it."""
+    (tmp_path / "app.py").write_text(
+        "from functools import partial\n"
+        "from guideline_ingest import objects\n"
+        "from guideline_ingest.config import process_settings\n"
+        "from guideline_ingest.dal import jobs\n"
+        "from guideline_ingest.logic.document_loading import document_limits, load_document\n"
+        "settings = process_settings()\n"
+        "def handler(event, context):\n"
+        "    loader = partial(load_document, store=jobs, objects=objects,\n"
+        "                     bucket=settings.documents_bucket, limits=document_limits(settings))\n"
+        "    return loader(event)\n"
+    )
+    code = CodeBase(tmp_path, LAYER_DIR)
+    calls = {
+        (c.service, c.operation, c.env_var) for c in code.aws_calls(code.reachable("app.handler", set()))
+    }
+    assert calls == {
+        ("s3", "GetObject", "DOCUMENTS_BUCKET"),
+        ("secretsmanager", "GetSecretValue", "DATABASE_SECRET_ARN"),  # every function's database
+    }
+    role = function_roles(TEMPLATE_PATH)["ProcessFunction"]
+    assert role.allows("s3:GetObject", "arn:aws:s3:::documentsbucket/uploads/owner/event/token")
+    assert role.allows("s3:GetObject", "arn:aws:s3:::documentsbucket/documents/owner/event/token")
+    assert not role.allows("s3:PutObject", "arn:aws:s3:::documentsbucket/uploads/owner/event/token")
+    assert not role.allows("s3:GetObject", "arn:aws:s3:::someotherbucket/uploads/x")
 
 
 # The Policies blocks as they were before issue 11: the check must report exactly what AWS denied.

@@ -39,8 +39,10 @@ def test_a_pending_job_reads_back_with_retry_after(invoke, queues):
         "steps",
         "usage",
         "webhook",
+        "document",
     }
     assert response.body["status"] == "PENDING"
+    assert response.body["document"] is None  # plain text
     assert response.body["result"] is None and response.body["error"] is None
     assert response.headers["retry-after"] == "2"
 
@@ -157,10 +159,15 @@ def test_openapi_document_describes_every_route_from_the_same_models(invoke):
         "/webhooks/secret",
     }
     assert "202" in spec["paths"]["/jobs"]["post"]["responses"]
-    request_schema = spec["components"]["schemas"]["SubmitJobRequest"]
-    assert request_schema["properties"]["guidelines"]["maxLength"] == int(
-        template_environment("submit")["MAX_GUIDELINES_CHARS"]
-    )
+    request_body = spec["paths"]["/jobs"]["post"]["requestBody"]["content"]
+    assert request_body["application/json"]["schema"]["oneOf"] == [
+        {"$ref": "#/components/schemas/SubmitJobRequest"},
+        {"$ref": "#/components/schemas/SubmitUploadRequest"},
+    ]
+    schemas = spec["components"]["schemas"]
+    assert schemas["SubmitJobRequest"]["properties"]["guidelines"]["maxLength"] == 200000
+    assert schemas["UploadRequest"]["required"] == ["media_type", "size_bytes"]
+    assert request_body["application/pdf"]["schema"] == {"type": "string", "format": "binary"}
     assert "Job" in spec["components"]["schemas"] and "Problem" in spec["components"]["schemas"]
 
 

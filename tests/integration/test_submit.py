@@ -24,7 +24,8 @@ def test_accepts_a_job_stores_it_and_queues_only_its_id(invoke, queues, database
     response = http(invoke("submit", event("submit.json")))
 
     assert response.status == 202
-    assert set(response.body) == {"event_id", "status", "created_at"}
+    assert set(response.body) == {"event_id", "status", "created_at", "upload"}
+    assert response.body["upload"] is None  # a form only for a job awaiting its upload
     assert response.body["status"] == "PENDING"
     assert response.body["created_at"].endswith(("Z", "+00:00"))
     # Relative, so it resolves under the stage: https://<api>/v1/jobs + jobs/<id> = .../v1/jobs/<id>
@@ -105,9 +106,10 @@ def test_blank_detail_says_what_is_wrong(invoke, queues):
 
 
 @pytest.mark.parametrize(
-    "content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"]
+    "content_type",
+    ["application/xml", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"],
 )
-def test_non_json_content_types_are_415(invoke, queues, database, content_type):
+def test_content_types_that_are_neither_json_nor_a_document_are_415(invoke, queues, database, content_type):
     body = "guidelines=be+kind" if "form" in content_type else json.dumps({"guidelines": "Be kind."})
     response = http(invoke("submit", submit_event(body, content_type)))
 

@@ -28,11 +28,18 @@ COMMON_ENV = {
     "POWERTOOLS_SERVICE_NAME",
     "POWERTOOLS_METRICS_NAMESPACE",
     "POWERTOOLS_LOG_LEVEL",
-    "MAX_GUIDELINES_CHARS",
+    "MAX_DOCUMENT_CHARS",
 }
 DATABASE_ENV = {"DATABASE_URL", "DATABASE_SECRET_ARN"}  # one of the two, chosen by a Condition
 FUNCTION_ENV = {
-    "SubmitFunction": {"JOBS_QUEUE_URL", "WEBHOOK_QUEUE_URL", "ALLOW_LOOPBACK_CALLBACKS"},
+    "SubmitFunction": {
+        "JOBS_QUEUE_URL",
+        "WEBHOOK_QUEUE_URL",
+        "ALLOW_LOOPBACK_CALLBACKS",
+        "DOCUMENTS_BUCKET",
+        "MAX_DOCUMENT_BYTES",
+        "UPLOAD_EXPIRY_SECONDS",
+    },
     "StatusFunction": {"WEBHOOK_SIGNING_SECRET"},
     "ProcessFunction": {
         "OPENAI_MODEL",
@@ -46,7 +53,11 @@ FUNCTION_ENV = {
         "RETRY_BUDGET_SECONDS",
         "RETRY_BACKOFF_BASE_SECONDS",
         "RETRY_BACKOFF_CAP_SECONDS",
+        "DOCUMENTS_BUCKET",
+        "MAX_DOCUMENT_BYTES",
+        "MAX_DOCUMENT_PAGES",
     },
+    "UploadFunction": {"JOBS_QUEUE_URL"},
     "SweeperFunction": {
         "JOBS_QUEUE_URL",
         "WEBHOOK_QUEUE_URL",
@@ -435,6 +446,9 @@ def test_each_function_gets_only_the_queue_permissions_it_needs(template):
         for policy in functions(template)[function].get("Policies", []):
             if isinstance(policy, dict) and "Fn::If" in policy:
                 policy = policy["Fn::If"][1]
+            if "Statement" in policy:  # an inline statement: S3, checked by tests/test_iam.py
+                found.update((statement["Action"], "DocumentsBucket") for statement in policy["Statement"])
+                continue
             for name, arguments in policy.items():
                 queue = (arguments or {}).get("QueueName", {}).get("Fn::GetAtt", [None])[0]
                 found.add((name, queue))
@@ -444,8 +458,10 @@ def test_each_function_gets_only_the_queue_permissions_it_needs(template):
     assert grants("SubmitFunction") == {
         ("SQSSendMessagePolicy", "JobsQueue"),
         ("SQSSendMessagePolicy", "WebhookQueue"),  # a cancelled job's webhook
+        ("s3:PutObject", "DocumentsBucket"),  # a document in the request; the upload form's signature
         secret,
     }
+    assert grants("UploadFunction") == {("SQSSendMessagePolicy", "JobsQueue"), secret}
     assert grants("SweeperFunction") == {
         ("SQSSendMessagePolicy", "JobsQueue"),
         ("SQSSendMessagePolicy", "WebhookQueue"),
@@ -455,6 +471,7 @@ def test_each_function_gets_only_the_queue_permissions_it_needs(template):
         ("SQSPollerPolicy", "JobsQueue"),  # deleting the message of a job it gives back
         ("SQSSendMessagePolicy", "JobsQueue"),  # ... and sending it again, delayed by its backoff
         ("SQSSendMessagePolicy", "WebhookQueue"),  # a finished job's webhook
+        ("s3:GetObject", "DocumentsBucket"),  # load_document
         secret,
     }
     assert grants("WebhookFunction") == {("SQSPollerPolicy", "WebhookQueue"), secret}  # the backoff

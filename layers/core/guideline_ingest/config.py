@@ -71,14 +71,28 @@ class DatabaseSettings(FunctionSettings):
 
 
 class LimitSettings(FunctionSettings):
-    """Read when the request model is defined: the spec served by both API functions documents it."""
+    """Read when the request model is defined: the spec served by both API functions documents it.
+    It bounds a plain-text job's guidelines and a document's extracted text alike."""
 
-    max_guidelines_chars: PositiveInt
+    max_document_chars: PositiveInt
 
 
-class SubmitSettings(DatabaseSettings):
+class DocumentSettings(FunctionSettings):
+    """The documents bucket and what a file sent to it may be (MaxDocumentBytes and friends)."""
+
+    documents_bucket: str
+    max_document_bytes: PositiveInt
+
+
+class SubmitSettings(DatabaseSettings, DocumentSettings):
     jobs_queue_url: str
     webhook_queue_url: str
+    # How long a presigned upload form stays valid (UploadExpirySeconds).
+    upload_expiry_seconds: PositiveInt
+
+
+class UploadSettings(DatabaseSettings):
+    jobs_queue_url: str
 
 
 class StatusSettings(DatabaseSettings):
@@ -99,7 +113,7 @@ class RetryBudgetSettings(FunctionSettings):
     retry_budget_seconds: PositiveInt
 
 
-class ProcessSettings(DatabaseSettings, BackoffSettings, RetryBudgetSettings):
+class ProcessSettings(DatabaseSettings, BackoffSettings, RetryBudgetSettings, DocumentSettings):
     # A job given back after a transient failure is sent again to its own queue, delayed.
     jobs_queue_url: str
     webhook_queue_url: str
@@ -110,6 +124,9 @@ class ProcessSettings(DatabaseSettings, BackoffSettings, RetryBudgetSettings):
     openai_api_key_secret_arn: str | None = None
     # Reuse results across API keys: only where every caller may see every other's documents.
     cache_shared_across_api_keys: bool
+    # Limits of a document's extraction (MaxDocumentPages, MaxDocumentChars).
+    max_document_pages: PositiveInt
+    max_document_chars: PositiveInt
 
     @model_validator(mode="after")
     def _one_key(self) -> Self:
@@ -156,6 +173,11 @@ def process_settings() -> ProcessSettings:
 
 
 @cache
+def upload_settings() -> UploadSettings:
+    return load(UploadSettings)
+
+
+@cache
 def sweeper_settings() -> SweeperSettings:
     return load(SweeperSettings)
 
@@ -165,5 +187,5 @@ def webhook_settings() -> WebhookSettings:
     return load(WebhookSettings)
 
 
-def max_guidelines_chars() -> int:
-    return load(LimitSettings).max_guidelines_chars
+def max_document_chars() -> int:
+    return load(LimitSettings).max_document_chars

@@ -13,11 +13,13 @@ from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr, StringConstraints
 
-from guideline_ingest.config import max_guidelines_chars
+from guideline_ingest.config import max_document_chars
 from guideline_ingest.webhooks import check_callback_url
 
 
 class JobStatus(StrEnum):
+    # Its document is being uploaded to the presigned form; the upload's arrival makes it PENDING.
+    AWAITING_UPLOAD = "AWAITING_UPLOAD"
     PENDING = "PENDING"
     PROCESSING = "PROCESSING"
     COMPLETED = "COMPLETED"
@@ -31,7 +33,7 @@ class JobStatus(StrEnum):
 
 Guidelines = Annotated[
     StrictStr,
-    StringConstraints(min_length=1, max_length=max_guidelines_chars(), pattern=r"\S"),
+    StringConstraints(min_length=1, max_length=max_document_chars(), pattern=r"\S"),
     Field(description="The guidelines document, as plain text. Must not be blank."),
 ]
 
@@ -51,16 +53,58 @@ class SubmitJobRequest(BaseModel):
     callback_url: CallbackUrl | None = None
 
 
+class UploadRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    media_type: StrictStr = Field(
+        description="The file's media type: application/pdf, application/vnd.openxmlformats-officedocument"
+        ".wordprocessingml.document, text/html, text/markdown or text/plain"
+    )
+    size_bytes: int = Field(gt=0, description="The file's exact size; the form accepts no other")
+    filename: Annotated[StrictStr, StringConstraints(min_length=1, max_length=255)] | None = None
+
+
+class SubmitUploadRequest(BaseModel):
+    """Ask for a presigned form to upload a file of any size up to MaxDocumentBytes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    upload: UploadRequest
+    callback_url: CallbackUrl | None = None
+
+
 class JobMessage(BaseModel):
     """What the jobs and webhook queues carry: the id, never the text."""
 
     event_id: UUID
 
 
+class UploadForm(BaseModel):
+    """A presigned S3 POST: send `fields` and then the file (last) as multipart/form-data to `url`."""
+
+    url: str
+    fields: dict[str, str]
+    expires_at: datetime
+
+
 class JobAccepted(BaseModel):
     event_id: UUID
     status: JobStatus
     created_at: datetime
+    upload: UploadForm | None = Field(
+        default=None, description="Where to upload the file, for a job AWAITING_UPLOAD"
+    )
+
+
+class DocumentInfo(BaseModel):
+    """The file a job came from; page_count and characters once it has been extracted."""
+
+    format: str
+    media_type: str
+    filename: str | None = None
+    size_bytes: int | None = None
+    page_count: int | None = None
+    characters: int | None = None
 
 
 class ChecklistItem(BaseModel):
@@ -151,6 +195,7 @@ class Job(BaseModel):
     webhook: WebhookDelivery | None = Field(
         default=None, description="Delivery to callback_url, if one was given"
     )
+    document: DocumentInfo | None = Field(default=None, description="The file; null for plain text")
 
 
 class WebhookSecret(BaseModel):

@@ -2,31 +2,78 @@
 
 from __future__ import annotations
 
+import base64
+import json
+from email.message import Message
 from http import HTTPStatus
 from typing import Annotated
 from uuid import UUID
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
-from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Path, Query
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.params import Header, Path, Query
+from pydantic import ValidationError
+from pydantic.json_schema import models_json_schema
 
-from guideline_ingest import queue
+from guideline_ingest import objects, queue
 from guideline_ingest.api.identity import caller
 from guideline_ingest.api.links import link
-from guideline_ingest.api.problems import problem_responses, sends_json, unsupported_media_type
+from guideline_ingest.api.problems import problem_responses, unsupported_media_type
 from guideline_ingest.config import status_settings, submit_settings
 from guideline_ingest.dal import jobs
+from guideline_ingest.documents.formats import MEDIA_TYPES
 from guideline_ingest.logic.cancellation import cancel_job
 from guideline_ingest.logic.reading import list_jobs, read_job
-from guideline_ingest.logic.submission import submit_job
-from guideline_ingest.models import Job, JobAccepted, JobPage, JobStatus, SubmitJobRequest, WebhookSecret
+from guideline_ingest.logic.submission import (
+    INLINE_DOCUMENT_MAX_BYTES,
+    Intake,
+    request_upload,
+    submit_document,
+    submit_job,
+)
+from guideline_ingest.models import (
+    Job,
+    JobAccepted,
+    JobPage,
+    JobStatus,
+    SubmitJobRequest,
+    SubmitUploadRequest,
+    WebhookSecret,
+)
 from guideline_ingest.observability import logger
-from guideline_ingest.webhooks import signing_secret
+from guideline_ingest.webhooks import CallbackRefused, check_callback_url, signing_secret
 
 # How often a client should poll a job that is not finished, in seconds.
 POLL_INTERVAL_SECONDS = 2
 SECURED = [{"apiKey": []}]
 MAX_PAGE_SIZE = 100
+
+
+def request_schemas() -> dict:
+    """The JSON request bodies' schemas, for the OpenAPI components: the route reads its body
+    itself (a document is not JSON), so the resolver does not collect them."""
+    _, schemas = models_json_schema(
+        [(SubmitJobRequest, "validation"), (SubmitUploadRequest, "validation")], ref_template=_COMPONENT
+    )
+    return schemas["$defs"]
+
+
+_COMPONENT = "#/components/schemas/{model}"
+SUBMIT_REQUEST_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "oneOf": [
+                    {"$ref": _COMPONENT.format(model="SubmitJobRequest")},
+                    {"$ref": _COMPONENT.format(model="SubmitUploadRequest")},
+                ]
+            }
+        },
+        **{media_type: {"schema": {"type": "string", "format": "binary"}} for media_type in MEDIA_TYPES},
+    },
+}
 
 # Routes that change jobs (submit function) and routes that only read them (status function).
 writing = Router()
@@ -38,8 +85,13 @@ reading = Router()
     operation_id="submitJob",
     summary="Submit a guidelines document",
     description=(
-        "Stores the job and queues it; poll the Location for the result. Location is a relative "
-        "reference: resolve it against the URL you called (RFC 3986)."
+        'Three ways in. (1) JSON `{"guidelines": "..."}`: plain text. (2) The file itself as the '
+        "body, with its Content-Type (PDF, DOCX, HTML, Markdown or plain text), up to "
+        f"{INLINE_DOCUMENT_MAX_BYTES} bytes; `callback_url` as a query parameter, the name in "
+        'Content-Disposition. (3) JSON `{"upload": {"media_type", "size_bytes", "filename"}}`: '
+        "the job waits AWAITING_UPLOAD and `upload` is a presigned S3 POST for the file (any size up "
+        "to MaxDocumentBytes); the upload starts the job. Poll the Location for the result. "
+        "Location is a relative reference: resolve it against the URL you called (RFC 3986)."
     ),
     tags=["jobs"],
     security=SECURED,
@@ -55,9 +107,10 @@ reading = Router()
             HTTPStatus.SERVICE_UNAVAILABLE,
         ),
     },
+    # The body is read by the route itself (a document is not JSON): its schema is stated here.
+    openapi_extensions={"requestBody": SUBMIT_REQUEST_BODY},
 )
 def post_job(
-    request: Annotated[SubmitJobRequest, Body()],
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -67,11 +120,41 @@ def post_job(
             description="Retry safely: the same key and body return the first job (24 h, per API key).",
         ),
     ] = None,
+    callback_url: Annotated[
+        str | None,
+        Query(
+            max_length=2048, description="For a document sent as the body: where to send the job when it ends"
+        ),
+    ] = None,
 ) -> Response[JobAccepted]:
-    headers = writing.current_event.headers or {}
-    if not sends_json(headers):
+    event = writing.current_event
+    headers = event.headers or {}
+    media_type = (headers.get("content-type") or "application/json").split(";")[0].strip().lower()
+    owner = caller(writing)
+    intake = _intake()
+    if media_type == "application/json":
+        request = _json_request(event)
+        if isinstance(request, SubmitUploadRequest):
+            submitted = request_upload(
+                owner, request, idempotency_key, store=jobs, objects=objects, intake=intake
+            )
+        else:
+            submitted = submit_job(owner, request, idempotency_key, store=jobs, queue=queue, intake=intake)
+    elif media_type in MEDIA_TYPES:
+        submitted = submit_document(
+            owner,
+            _body_bytes(event),
+            media_type,
+            _filename(headers.get("content-disposition")),
+            _callback_url(callback_url),
+            idempotency_key,
+            store=jobs,
+            queue=queue,
+            objects=objects,
+            intake=intake,
+        )
+    else:
         return unsupported_media_type(headers.get("content-type"))
-    submitted = submit_job(owner=caller(writing), request=request, idempotency_key=idempotency_key)
     # Relative, so that it stays under the stage (or base path) the client called.
     response_headers = {"Location": link(writing, f"/jobs/{submitted.job.event_id}")}
     if submitted.replayed:
@@ -82,6 +165,60 @@ def post_job(
         body=submitted.job,
         headers=response_headers,
     )
+
+
+def _intake() -> Intake:
+    settings = submit_settings()
+    return Intake(
+        jobs_queue_url=settings.jobs_queue_url,
+        documents_bucket=settings.documents_bucket,
+        max_document_bytes=settings.max_document_bytes,
+        upload_expiry_seconds=settings.upload_expiry_seconds,
+    )
+
+
+def _json_request(event) -> SubmitJobRequest | SubmitUploadRequest:
+    """The JSON body as one of the two requests, with validation errors located in the body as the
+    resolver's own validation reports them (api/problems.py turns them into problems)."""
+    try:
+        body = json.loads(event.decoded_body or "null")
+    except ValueError:
+        raise RequestValidationError(
+            [{"type": "json_invalid", "loc": ("body",), "msg": "JSON decode error"}]
+        ) from None
+    model = SubmitUploadRequest if isinstance(body, dict) and "upload" in body else SubmitJobRequest
+    try:
+        return model.model_validate(body)
+    except ValidationError as error:
+        raise RequestValidationError(
+            [{**problem, "loc": ("body", *problem["loc"])} for problem in error.errors(include_url=False)]
+        ) from None
+
+
+def _body_bytes(event) -> bytes:
+    """A binary media type's body arrives base64-encoded (BinaryMediaTypes in the template)."""
+    body = event.body or ""
+    return base64.b64decode(body) if event.is_base64_encoded else body.encode()
+
+
+def _filename(content_disposition: str | None) -> str | None:
+    if not content_disposition:
+        return None
+    message = Message()
+    message["content-disposition"] = content_disposition
+    name = message.get_filename()
+    return name[:255] if name else None
+
+
+def _callback_url(url: str | None) -> str | None:
+    if url is None:
+        return None
+    try:
+        return check_callback_url(url)
+    except CallbackRefused as error:
+        raise RequestValidationError(
+            [{"type": "value_error", "loc": ("query", "callback_url"), "msg": str(error)}]
+        ) from None
 
 
 @reading.get(

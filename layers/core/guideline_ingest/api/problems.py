@@ -14,10 +14,13 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 from psycopg import OperationalError
 
 from guideline_ingest.api.identity import NoApiKeyId
+from guideline_ingest.documents import DocumentRejected
+from guideline_ingest.documents.formats import MEDIA_TYPES
 from guideline_ingest.logic.cancellation import JobAlreadyFinished
 from guideline_ingest.logic.reading import InvalidCursor, JobNotFound
 from guideline_ingest.logic.submission import IdempotencyKeyReused, IdempotentRequestInFlight
 from guideline_ingest.models import Problem
+from guideline_ingest.objects import ObjectStoreUnavailable
 from guideline_ingest.observability import logger
 from guideline_ingest.queue import QueueUnavailable
 
@@ -60,8 +63,16 @@ def unsupported_media_type(content_type: str | None) -> Response:
     return problem(
         HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
         "unsupported-media-type",
-        f"Send the body as application/json, not {content_type}.",
+        f"Send the body as application/json or as a document ({', '.join(MEDIA_TYPES)}), not {content_type}.",
     )
+
+
+# A document refused where its bytes are at hand; the problem type's suffix is the kind, the same
+# word a job that fails on its document gets as error.type.
+_DOCUMENT_STATUS = {
+    "unsupported_document_type": HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+    "document_too_large": HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+}
 
 
 # Domain errors whose answer never varies: status, slug, detail, headers.
@@ -109,10 +120,15 @@ def register_problem_handlers(app: APIGatewayRestResolver) -> None:
             f"The job has already ended ({error.job.status}); only unfinished jobs can be cancelled.",
         )
 
+    @app.exception_handler(DocumentRejected)
+    def document_rejected(error: DocumentRejected) -> Response:
+        status = _DOCUMENT_STATUS.get(error.kind, HTTPStatus.UNPROCESSABLE_ENTITY)
+        return problem(status, error.kind, error.message)
+
     for exception, answer in _FIXED_PROBLEMS.items():
         app.exception_handler(exception)(lambda _, answer=answer: problem(*answer))
 
-    @app.exception_handler([QueueUnavailable, OperationalError])
+    @app.exception_handler([QueueUnavailable, ObjectStoreUnavailable, OperationalError])
     def dependency_down(error: Exception) -> Response:
         logger.warning("dependency unavailable", extra={"error": type(error).__name__})
         return problem(

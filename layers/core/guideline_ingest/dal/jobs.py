@@ -15,19 +15,44 @@ from guideline_ingest.models import JobStatus
 @dataclass(frozen=True)
 class Claim:
     owner: str
-    guidelines: str
+    guidelines: str  # a document's extracted text once stored, "" before
     attempt: int
     callback_url: str | None
     retries: int  # transient failures before this claim: the backoff exponent
     age_seconds: float  # since the job was created, at the claim: what is left of its retry budget
+    event_id: UUID | None = None
+    document_key: str | None = None  # the original in the documents bucket; None for plain text
+    document_media_type: str | None = None
+    document_map: dict | None = None  # ExtractedDocument.to_map(), once extracted
+
+
+@dataclass(frozen=True)
+class NewDocument:
+    """A job's file: in the bucket already (sent in the request), or awaited until the form expires."""
+
+    key: str
+    media_type: str
+    filename: str | None
+    size_bytes: int
+    upload_expiry_seconds: int | None = None  # None: the file is stored, the job is PENDING
 
 
 _JOB_COLUMNS = (
     "event_id, status, created_at, updated_at, result, error, steps,"
-    " callback_url, webhook_status, webhook_attempts, webhook_last_error, webhook_delivered_at"
+    " callback_url, webhook_status, webhook_attempts, webhook_last_error, webhook_delivered_at,"
+    " document_media_type, document_filename, document_size_bytes, document_characters,"
+    " (document_map->>'page_count')::integer AS document_page_count"
 )
 # What a new job's 202 answer needs (JobAccepted): each column more is decoded on every submit.
-_ACCEPTED_COLUMNS = "event_id, status, created_at"
+_ACCEPTED_COLUMNS = "event_id, status, created_at, upload_expires_at"
+_INSERTED_COLUMNS = (
+    "event_id, owner, guidelines, callback_url, status, document_key, document_media_type,"
+    " document_filename, document_size_bytes, upload_expires_at"
+)
+_INSERTED_VALUES = (
+    "%(event_id)s, %(owner)s, %(guidelines)s, %(callback_url)s, %(status)s, %(key)s, %(media_type)s,"
+    " %(filename)s, %(size_bytes)s, now() + make_interval(secs => %(expiry)s)"
+)
 # On every move to a final state: a job with a callback now has a webhook to deliver.
 _WEBHOOK_DUE = (
     "webhook_status = CASE WHEN callback_url IS NOT NULL THEN 'PENDING' END,"
@@ -42,20 +67,50 @@ IDEMPOTENCY_RETENTION_HOURS = 24
 IN_FLIGHT_SECONDS = 30
 
 
-def insert_job(event_id: UUID, owner: str, guidelines: str, callback_url: str | None) -> dict:
+def _inserted(
+    event_id: UUID, owner: str, guidelines: str, callback_url: str | None, document: NewDocument | None
+) -> dict:
+    awaiting = document is not None and document.upload_expiry_seconds is not None
+    return {
+        "event_id": event_id,
+        "owner": owner,
+        "guidelines": guidelines,
+        "callback_url": callback_url,
+        "status": "AWAITING_UPLOAD" if awaiting else "PENDING",
+        "key": document.key if document else None,
+        "media_type": document.media_type if document else None,
+        "filename": document.filename if document else None,
+        "size_bytes": document.size_bytes if document else None,
+        "expiry": document.upload_expiry_seconds if awaiting else None,
+    }
+
+
+def insert_job(
+    event_id: UUID,
+    owner: str,
+    guidelines: str,
+    callback_url: str | None,
+    document: NewDocument | None = None,
+) -> dict:
     return (
         connection()
         .execute(
-            f"INSERT INTO jobs (event_id, owner, guidelines, callback_url) VALUES (%s, %s, %s, %s)"  # noqa: S608 - constant column list
+            f"INSERT INTO jobs ({_INSERTED_COLUMNS}) VALUES ({_INSERTED_VALUES})"  # noqa: S608 - constant column list
             f" RETURNING {_ACCEPTED_COLUMNS}",
-            (event_id, owner, guidelines, callback_url),
+            _inserted(event_id, owner, guidelines, callback_url, document),
         )
         .fetchone()
     )
 
 
 def insert_job_once(
-    event_id: UUID, owner: str, guidelines: str, callback_url: str | None, key: str, request_hash: str
+    event_id: UUID,
+    owner: str,
+    guidelines: str,
+    callback_url: str | None,
+    key: str,
+    request_hash: str,
+    document: NewDocument | None = None,
 ) -> dict | None:
     """Insert the job and its idempotency key in one statement; None when the key is live already.
 
@@ -67,25 +122,22 @@ def insert_job_once(
             f"""
             WITH claimed AS (
                 INSERT INTO idempotency_keys AS k (owner, key, request_hash, event_id)
-                VALUES (%(owner)s, %(key)s, %(hash)s, %(event_id)s)
+                VALUES (%(owner)s, %(idempotency_key)s, %(hash)s, %(event_id)s)
                 ON CONFLICT (owner, key) DO UPDATE
                    SET request_hash = EXCLUDED.request_hash, event_id = EXCLUDED.event_id,
                        created_at = now(), completed_at = NULL
                  WHERE k.created_at < now() - make_interval(hours => %(retention_hours)s)
                 RETURNING 1
             )
-            INSERT INTO jobs (event_id, owner, guidelines, callback_url)
-            SELECT %(event_id)s, %(owner)s, %(guidelines)s, %(callback_url)s
+            INSERT INTO jobs ({_INSERTED_COLUMNS})
+            SELECT {_INSERTED_VALUES}
              WHERE EXISTS (SELECT 1 FROM claimed)
             RETURNING {_ACCEPTED_COLUMNS}
             """,  # noqa: S608 - constant column list
             {
-                "owner": owner,
-                "key": key,
+                **_inserted(event_id, owner, guidelines, callback_url, document),
+                "idempotency_key": key,
                 "hash": request_hash,
-                "event_id": event_id,
-                "guidelines": guidelines,
-                "callback_url": callback_url,
                 "retention_hours": IDEMPOTENCY_RETENTION_HOURS,
             },
         )
@@ -100,9 +152,11 @@ def find_idempotent_job(owner: str, key: str) -> dict | None:
         .execute(
             f"""
             SELECT k.request_hash, k.completed_at IS NOT NULL AS completed,
-                   k.created_at > now() - make_interval(secs => %s) AS recent,
-                   {", ".join("j." + column for column in _JOB_COLUMNS.split(", "))}
-              FROM idempotency_keys k JOIN jobs j USING (event_id)
+                   k.created_at > now() - make_interval(secs => %s) AS recent, j.*
+              FROM idempotency_keys k
+              JOIN LATERAL (
+                   SELECT {_JOB_COLUMNS}, document_key, upload_expires_at FROM jobs
+                    WHERE jobs.event_id = k.event_id) j ON true
              WHERE k.owner = %s AND k.key = %s
             """,  # noqa: S608 - constant column list
             (IN_FLIGHT_SECONDS, owner, key),
@@ -128,7 +182,8 @@ def delete_expired_idempotency_keys() -> int:
 def delete_unqueued_job(event_id: UUID) -> None:
     """Undo an insert whose message could not be sent (nothing can have claimed it)."""
     connection().execute(
-        "DELETE FROM jobs WHERE event_id = %s AND status = 'PENDING' AND attempts = 0", (event_id,)
+        "DELETE FROM jobs WHERE event_id = %s AND status IN ('PENDING', 'AWAITING_UPLOAD') AND attempts = 0",
+        (event_id,),
     )
 
 
@@ -219,7 +274,8 @@ def claim_job(event_id: UUID, lease_seconds: float, steps: list[dict]) -> Claim 
              WHERE event_id = %s
                AND (status = 'PENDING' OR (status = 'PROCESSING' AND lease_expires_at < now()))
          RETURNING owner, guidelines, attempts, callback_url, retries,
-                   extract(epoch FROM now() - created_at)::float8 AS age_seconds
+                   extract(epoch FROM now() - created_at)::float8 AS age_seconds,
+                   document_key, document_media_type, document_map
             """,
             (Jsonb(steps), lease_seconds, event_id),
         )
@@ -234,6 +290,42 @@ def claim_job(event_id: UUID, lease_seconds: float, steps: list[dict]) -> Claim 
         callback_url=row["callback_url"],
         retries=row["retries"],
         age_seconds=row["age_seconds"],
+        event_id=event_id,
+        document_key=row["document_key"],
+        document_media_type=row["document_media_type"],
+        document_map=row["document_map"],
+    )
+
+
+def store_extraction(event_id: UUID, attempt: int, text: str, document_map: dict) -> bool:
+    """Keep a document's extracted text and its map, once, while this attempt holds the job:
+    a retry reads them instead of extracting again."""
+    cursor = connection().execute(
+        """
+        UPDATE jobs SET guidelines = %s, document_map = %s, document_characters = %s, updated_at = now()
+         WHERE event_id = %s AND status = 'PROCESSING' AND attempts = %s
+        """,
+        (text, Jsonb(document_map), len(text), event_id, attempt),
+    )
+    return cursor.rowcount == 1
+
+
+def start_uploaded_job(document_key: str, size_bytes: int) -> dict | None:
+    """AWAITING_UPLOAD -> PENDING for the one job issued this exact key; None for any other key,
+    or a job no longer awaiting its upload (expired, cancelled, or started by an earlier event)."""
+    return (
+        connection()
+        .execute(
+            """
+            UPDATE jobs
+               SET status = 'PENDING', document_size_bytes = %s, updated_at = now(),
+                   enqueued_at = now(), due_at = now()
+             WHERE document_key = %s AND status = 'AWAITING_UPLOAD'
+         RETURNING event_id, owner
+            """,
+            (size_bytes, document_key),
+        )
+        .fetchone()
     )
 
 
@@ -334,6 +426,20 @@ def fail_abandoned_jobs(max_attempts: int) -> list[dict]:
                           || 'finished; it was given up.')""",
         "status = 'PROCESSING' AND lease_expires_at < now() AND attempts - retries >= %(max_attempts)s",
         {"max_attempts": max_attempts},
+    )
+
+
+def fail_expired_uploads(grace_seconds: float) -> list[dict]:
+    """Jobs whose upload never arrived before their form expired (plus a grace for an upload begun
+    just in time) end FAILED with upload_expired."""
+    return _fail_unfinished(
+        """jsonb_build_object(
+               'type', 'upload_expired',
+               'message', 'The document was not uploaded before the upload form expired at '
+                          || to_char(upload_expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+                          || '; submit the job again.')""",
+        "status = 'AWAITING_UPLOAD' AND upload_expires_at < now() - make_interval(secs => %(grace)s)",
+        {"grace": grace_seconds},
     )
 
 

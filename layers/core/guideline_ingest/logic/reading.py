@@ -7,7 +7,17 @@ from datetime import datetime
 from typing import Protocol
 from uuid import UUID
 
-from guideline_ingest.models import Job, JobPage, JobStatus, JobSummary, Step, Usage, WebhookDelivery
+from guideline_ingest.documents.formats import MEDIA_TYPES
+from guideline_ingest.models import (
+    DocumentInfo,
+    Job,
+    JobPage,
+    JobStatus,
+    JobSummary,
+    Step,
+    Usage,
+    WebhookDelivery,
+)
 from guideline_ingest.pricing import estimated_cost_usd
 
 
@@ -40,6 +50,15 @@ def job_from_row(row: dict) -> Job:
             attempts=row["webhook_attempts"],
             last_error=row["webhook_last_error"],
             delivered_at=row["webhook_delivered_at"],
+        )
+    if row.get("document_media_type"):
+        job.document = DocumentInfo(
+            format=MEDIA_TYPES[row["document_media_type"]].value,
+            media_type=row["document_media_type"],
+            filename=row["document_filename"],
+            size_bytes=row["document_size_bytes"],
+            page_count=row["document_page_count"],
+            characters=row["document_characters"],
         )
     return job
 

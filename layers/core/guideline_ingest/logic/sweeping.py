@@ -23,6 +23,9 @@ from guideline_ingest.observability import logger, metrics
 
 # Enough for one run of one minute; more waits for the next run.
 BATCH_LIMIT = 500
+# S3 checks a presigned form's expiry when the upload begins: a large file begun just in time
+# may finish (and its event arrive) this much later.
+UPLOAD_GRACE_SECONDS = 600
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ def sweep(settings: SweeperSettings, *, store: SweepingStore, queue: SweepingQue
     silent = settings.jobs_visibility_timeout_seconds + settings.pending_grace_seconds
     failed = store.fail_abandoned_jobs(settings.max_receive_count)
     failed += store.fail_jobs_out_of_budget(
+    failed += fail_expired_uploads(store=store)
         settings.retry_budget_seconds, silent, describe_duration(settings.retry_budget_seconds)
     )
     forgotten = store.mark_forgotten_jobs_enqueued(silent, BATCH_LIMIT)
@@ -79,3 +83,17 @@ def sweep(settings: SweeperSettings, *, store: SweepingStore, queue: SweepingQue
     metrics.add_metric(name="JobsRequeued", unit="Count", value=len(forgotten))
     metrics.add_metric(name="JobsAbandoned", unit="Count", value=len(failed))
     return report
+
+
+class UploadExpiryStore(Protocol):
+    """guideline_ingest.dal.jobs"""
+
+    def fail_expired_uploads(self, grace_seconds: float) -> list[dict]: ...
+
+
+def fail_expired_uploads(*, store: UploadExpiryStore) -> list[dict]:
+    """Jobs AWAITING_UPLOAD whose form expired (plus the grace) end FAILED with upload_expired."""
+    expired = store.fail_expired_uploads(UPLOAD_GRACE_SECONDS)
+    if expired:
+        metrics.add_metric(name="UploadsExpired", unit="Count", value=len(expired))
+    return expired
