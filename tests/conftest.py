@@ -102,6 +102,9 @@ def environment(database_url, moto_endpoint, offline_llm):
             "PENDING_GRACE_SECONDS": "60",
             "WEBHOOK_SIGNING_SECRET": "test-webhook-signing-secret-0123456789abcdef",
             "WEBHOOK_MAX_ATTEMPTS": "3",
+            # Required settings without a default (the template's defaults, as deployed).
+            "CHUNK_TOKEN_BUDGET": "8000",
+            "CHUNK_PARALLELISM": "4",
         }
     )
     sqs = boto3.client("sqs")

@@ -46,6 +46,8 @@ FUNCTION_ENV = {
         "RETRY_BUDGET_SECONDS",
         "RETRY_BACKOFF_BASE_SECONDS",
         "RETRY_BACKOFF_CAP_SECONDS",
+        "CHUNK_TOKEN_BUDGET",
+        "CHUNK_PARALLELISM",
     },
     "SweeperFunction": {
         "JOBS_QUEUE_URL",

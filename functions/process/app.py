@@ -1,4 +1,4 @@
-"""SQS -> the two-step chain, one job per record, failures reported per record."""
+"""SQS -> the chain, one job per record, failures reported per record."""
 
 from __future__ import annotations
 
@@ -12,7 +12,11 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from openai import OpenAI
 
+from guideline_ingest import queue
 from guideline_ingest.config import process_settings
+from guideline_ingest.dal import jobs
+from guideline_ingest.dal.jobs import Claim
+from guideline_ingest.documents import ExtractedDocument
 from guideline_ingest.logic.chain import Chain
 from guideline_ingest.logic.processing import process_job
 from guideline_ingest.models import JobMessage
@@ -46,6 +50,10 @@ llm = OpenAI(
 )
 
 
+def load_plain_text(claim: Claim) -> ExtractedDocument:
+    return ExtractedDocument.plain(claim.guidelines)
+
+
 def run_job(record: SQSRecord, deadline: float) -> None:
     process_job(
         JobMessage.model_validate_json(record.body),
@@ -54,10 +62,15 @@ def run_job(record: SQSRecord, deadline: float) -> None:
             model=settings.openai_model,
             max_call_seconds=settings.openai_timeout_seconds,
             deadline=deadline,
+            token_budget=settings.chunk_token_budget,
+            parallelism=settings.chunk_parallelism,
         ),
         lease_seconds=deadline - time.monotonic() + SAFETY_MARGIN_SECONDS,
         receipt_handle=record.receipt_handle,
         settings=settings,
+        store=jobs,
+        queue=queue,
+        load_document=load_plain_text,
     )
 
 

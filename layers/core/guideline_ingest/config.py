@@ -108,6 +108,10 @@ class ProcessSettings(DatabaseSettings, BackoffSettings, RetryBudgetSettings):
     openai_api_key_secret_arn: str | None = None
     # Reuse results across API keys: only where every caller may see every other's documents.
     cache_shared_across_api_keys: bool = False
+    # A document is cut into chunks of at most this many (estimated) tokens (ChunkTokenBudget).
+    chunk_token_budget: PositiveInt
+    # LLM calls of one job at once (ChunkParallelism); times ProcessMaxConcurrency in all.
+    chunk_parallelism: PositiveInt
 
     @model_validator(mode="after")
     def _one_key(self) -> Self:
