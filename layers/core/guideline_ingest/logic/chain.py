@@ -146,9 +146,13 @@ class Chain:
     on_chunk: Callable[[ChunkResult, list[Step], Progress], None] = lambda result, steps, progress: None
     steps: list[Step] = field(default_factory=pending_steps)
     progress: Progress | None = None
-    _started: float = field(default_factory=time.monotonic)
+    clock: Callable[[], float] = time.monotonic
+    _started: float = 0.0
     # Usage is counted from the worker threads of the map and the reduce.
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self._started = self.clock()
 
     def run(self, document: ExtractedDocument, done: dict[int, ChunkResult] | None = None) -> JobResult:
         """`done`: the chunk results stored by earlier deliveries of this job."""
@@ -372,7 +376,7 @@ class Chain:
     def _time_for_a_call(self) -> bool:
         """Time left for a whole call: its timeout, or half this invocation if that is shorter."""
         reserve = min(self.max_call_seconds, (self.deadline - self._started) / 2)
-        return self.deadline - time.monotonic() >= max(reserve, MIN_CALL_SECONDS)
+        return self.deadline - self.clock() >= max(reserve, MIN_CALL_SECONDS)
 
     # -- the calls ---------------------------------------------------------------------------
 
@@ -449,7 +453,9 @@ class Chain:
     def _call(self, step: str, call):
         started = time.monotonic()
         try:
-            completion = call_within_deadline(call, self.deadline, max_call_seconds=self.max_call_seconds)
+            completion = call_within_deadline(
+                call, self.deadline, max_call_seconds=self.max_call_seconds, clock=self.clock
+            )
         except openai.APIStatusError as error:
             raise ChainFailed(
                 "llm_rejected_request", f"The LLM rejected the {step} request (HTTP {error.status_code})."
