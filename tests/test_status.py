@@ -36,6 +36,7 @@ def test_a_pending_job_reads_back_with_retry_after(invoke, queues):
         "result",
         "error",
         "steps",
+        "progress",
         "usage",
         "webhook",
     }

@@ -106,11 +106,19 @@ def process_job(
         _explain_unclaimable(store, event_id)
         return
     logger.info("job claimed", extra={"attempt": claim.attempt})
-    job = _Job(event_id, claim, store, queue, settings)
     try:
         document = load_document(claim)
     except DocumentRejected as rejected:
-        job.fail(rejected.kind, rejected.message, chain.steps)
+        _fail(
+            event_id,
+            claim,
+            rejected.kind,
+            rejected.message,
+            chain.steps,
+            store=store,
+            queue=queue,
+            settings=settings,
+        )
         return
     cache_key = chain.cache_key(document)
     cached = store.find_cached_result(
@@ -118,10 +126,24 @@ def process_job(
     )
     if cached is not None:
         result = JobResult.model_validate(cached).model_copy(update={"cached": True})
-        job.complete(result, chain.cached_steps(), cache_key, None)
+        _complete(
+            event_id,
+            claim,
+            result,
+            chain.cached_steps(),
+            cache_key,
+            None,
+            store=store,
+            queue=queue,
+            settings=settings,
+        )
         return
-    chain.on_progress = job.record_progress
-    chain.on_chunk = job.save_chunk
+    chain.on_progress = lambda steps, progress: _record_progress(
+        event_id, claim, steps, progress, store=store
+    )
+    chain.on_chunk = lambda result, steps, progress: _save_chunk(
+        event_id, claim, result, steps, progress, store=store
+    )
     done = {row["chunk_index"]: _chunk_result(row) for row in store.chunk_results(event_id)}
     try:
         result = chain.run(document, done)
@@ -129,134 +151,199 @@ def process_job(
         logger.info("job cancelled or taken over while it ran; stopped between steps")
         return
     except ContinueLater as later:
-        job.continue_later(later.progress, chain.steps, receipt_handle)
+        _continue_later(
+            event_id,
+            claim,
+            later.progress,
+            chain.steps,
+            receipt_handle,
+            store=store,
+            queue=queue,
+            settings=settings,
+        )
         return
     except ChainFailed as failure:
-        job.fail(failure.kind, failure.message, chain.steps)
+        _fail(
+            event_id,
+            claim,
+            failure.kind,
+            failure.message,
+            chain.steps,
+            store=store,
+            queue=queue,
+            settings=settings,
+        )
         return
     except LLMUnavailable as unavailable:
         if isinstance(unavailable, LLMAuthFailed):
             metrics.add_metric(name="LLMAuthFailures", unit="Count", value=1)
         budget_left = settings.retry_budget_seconds - claim.age_seconds - (time.monotonic() - claimed_at)
-        job.retry_later(unavailable, budget_left, chain.pending(), receipt_handle)
-        return
-    job.complete(result, chain.steps, cache_key, chain.progress)
-
-
-class _Job:
-    """One claimed job's moves, each guarded by the claim's attempt."""
-
-    def __init__(self, event_id: UUID, claim: Claim, store: Store, queue: Queue, settings: ProcessSettings):
-        self.event_id, self.claim, self.store, self.queue, self.settings = (
+        _retry_later(
             event_id,
             claim,
-            store,
-            queue,
-            settings,
+            unavailable,
+            budget_left,
+            chain.pending(),
+            receipt_handle,
+            store=store,
+            queue=queue,
+            settings=settings,
         )
+        return
+    _complete(
+        event_id,
+        claim,
+        result,
+        chain.steps,
+        cache_key,
+        chain.progress,
+        store=store,
+        queue=queue,
+        settings=settings,
+    )
 
-    def record_progress(self, steps: list[Step], progress: Progress) -> None:
-        if not self.store.record_progress(
-            self.event_id, self.claim.attempt, _stored(steps), progress.model_dump()
-        ):
-            raise ClaimLost(self.event_id)
 
-    def save_chunk(self, result: ChunkResult, steps: list[Step], progress: Progress) -> None:
-        chunk = {
-            "chunk_index": result.index,
-            "fingerprint": result.fingerprint,
-            "result": result.extraction.model_dump(mode="json"),
-            "input_tokens": result.input_tokens,
-            "output_tokens": result.output_tokens,
-            "model": result.model,
-        }
-        if not self.store.save_chunk(
-            self.event_id, self.claim.attempt, chunk, _stored(steps), progress.model_dump()
-        ):
-            raise ClaimLost(self.event_id)
+# Each move below is guarded by the claim's attempt in the store.
 
-    def continue_later(self, progress: Progress, steps: list[Step], receipt_handle: str) -> None:
-        """Out of time with work left: give the claim back and come again at once."""
-        if not self.store.continue_job(
-            self.event_id, self.claim.attempt, _stored(steps), progress.model_dump()
-        ):
-            logger.info("job cancelled or taken over while it ran; not continued")
-            return
-        metrics.add_metric(name="JobsContinued", unit="Count", value=1)
-        logger.info("job continues in its next delivery", extra=progress.model_dump())
-        self._requeue(receipt_handle, 0)
 
-    def retry_later(
-        self, unavailable: LLMUnavailable, budget_left: float, steps: list[Step], receipt_handle: str
-    ) -> None:
-        settings = self.settings
-        policy = RetryPolicy(settings.retry_backoff_base_seconds, settings.retry_backoff_cap_seconds)
-        delay = policy.delay(self.claim.retries, unavailable.retry_after, budget_left)
-        if delay is None:
-            budget = describe_duration(settings.retry_budget_seconds)
-            reason = f"The LLM stayed unavailable for the whole retry budget of {budget}: {unavailable}."
-            self.fail("llm_unavailable", reason, steps)
-            return
-        if not self.store.release_job(
-            self.event_id, self.claim.attempt, _stored(steps), delay, str(unavailable)
-        ):
-            logger.info("job cancelled or taken over while it ran; not retried")
-            return
-        metrics.add_metric(name="JobsRetried", unit="Count", value=1)
+def _record_progress(
+    event_id: UUID, claim: Claim, steps: list[Step], progress: Progress, *, store: Store
+) -> None:
+    if not store.record_progress(event_id, claim.attempt, _stored(steps), progress.model_dump()):
+        raise ClaimLost(event_id)
+
+
+def _save_chunk(
+    event_id: UUID, claim: Claim, result: ChunkResult, steps: list[Step], progress: Progress, *, store: Store
+) -> None:
+    chunk = {
+        "chunk_index": result.index,
+        "fingerprint": result.fingerprint,
+        "result": result.extraction.model_dump(mode="json"),
+        "input_tokens": result.input_tokens,
+        "output_tokens": result.output_tokens,
+        "model": result.model,
+    }
+    if not store.save_chunk(event_id, claim.attempt, chunk, _stored(steps), progress.model_dump()):
+        raise ClaimLost(event_id)
+
+
+def _continue_later(
+    event_id: UUID,
+    claim: Claim,
+    progress: Progress,
+    steps: list[Step],
+    receipt_handle: str,
+    *,
+    store: Store,
+    queue: Queue,
+    settings: ProcessSettings,
+) -> None:
+    """Out of time with work left: give the claim back and come again at once."""
+    if not store.continue_job(event_id, claim.attempt, _stored(steps), progress.model_dump()):
+        logger.info("job cancelled or taken over while it ran; not continued")
+        return
+    metrics.add_metric(name="JobsContinued", unit="Count", value=1)
+    logger.info("job continues in its next delivery", extra=progress.model_dump())
+    _requeue(event_id, receipt_handle, 0, queue=queue, settings=settings)
+
+
+def _retry_later(
+    event_id: UUID,
+    claim: Claim,
+    unavailable: LLMUnavailable,
+    budget_left: float,
+    steps: list[Step],
+    receipt_handle: str,
+    *,
+    store: Store,
+    queue: Queue,
+    settings: ProcessSettings,
+) -> None:
+    policy = RetryPolicy(settings.retry_backoff_base_seconds, settings.retry_backoff_cap_seconds)
+    delay = policy.delay(claim.retries, unavailable.retry_after, budget_left)
+    if delay is None:
+        budget = describe_duration(settings.retry_budget_seconds)
+        reason = f"The LLM stayed unavailable for the whole retry budget of {budget}: {unavailable}."
+        _fail(event_id, claim, "llm_unavailable", reason, steps, store=store, queue=queue, settings=settings)
+        return
+    if not store.release_job(event_id, claim.attempt, _stored(steps), delay, str(unavailable)):
+        logger.info("job cancelled or taken over while it ran; not retried")
+        return
+    metrics.add_metric(name="JobsRetried", unit="Count", value=1)
+    logger.info(
+        "job given back",
+        extra={"reason": str(unavailable), "retries": claim.retries + 1, "retry_in_seconds": delay},
+    )
+    _requeue(event_id, receipt_handle, delay, queue=queue, settings=settings)
+
+
+def _requeue(
+    event_id: UUID, receipt_handle: str, delay: int, *, queue: Queue, settings: ProcessSettings
+) -> None:
+    try:
+        queue.requeue_job(settings.jobs_queue_url, event_id, receipt_handle, delay)
+    except QueueUnavailable as error:
+        logger.warning("job not re-sent", extra={"reason": str(error)})
+        raise
+
+
+def _complete(
+    event_id: UUID,
+    claim: Claim,
+    result: JobResult,
+    steps: list[Step],
+    cache_key: str,
+    progress: Progress | None,
+    *,
+    store: Store,
+    queue: Queue,
+    settings: ProcessSettings,
+) -> None:
+    stored_progress = progress.model_dump() if progress else None
+    if store.complete_job(
+        event_id, claim.attempt, result.model_dump(mode="json"), _stored(steps), cache_key, stored_progress
+    ):
+        metrics.add_metric(name="JobsCompleted", unit="Count", value=1)
+        if result.cached:
+            metrics.add_metric(name="JobsServedFromCache", unit="Count", value=1)
+        usage = usage_of(steps)
+        if usage and usage.estimated_cost_usd is not None:
+            metrics.add_metric(name="EstimatedCostUsd", unit="None", value=usage.estimated_cost_usd)
         logger.info(
-            "job given back",
-            extra={"reason": str(unavailable), "retries": self.claim.retries + 1, "retry_in_seconds": delay},
+            "job completed", extra={"checklist_items": len(result.checklist), "cached": result.cached}
         )
-        self._requeue(receipt_handle, delay)
+        _announce(event_id, claim, queue=queue, settings=settings)
+    else:
+        logger.warning("job result discarded: the job was cancelled or taken over by a newer attempt")
 
-    def _requeue(self, receipt_handle: str, delay: int) -> None:
-        try:
-            self.queue.requeue_job(self.settings.jobs_queue_url, self.event_id, receipt_handle, delay)
-        except QueueUnavailable as error:
-            logger.warning("job not re-sent", extra={"reason": str(error)})
-            raise
 
-    def complete(
-        self, result: JobResult, steps: list[Step], cache_key: str, progress: Progress | None
-    ) -> None:
-        if self.store.complete_job(
-            self.event_id,
-            self.claim.attempt,
-            result.model_dump(mode="json"),
-            _stored(steps),
-            cache_key,
-            progress.model_dump() if progress else None,
-        ):
-            metrics.add_metric(name="JobsCompleted", unit="Count", value=1)
-            if result.cached:
-                metrics.add_metric(name="JobsServedFromCache", unit="Count", value=1)
-            usage = usage_of(steps)
-            if usage and usage.estimated_cost_usd is not None:
-                metrics.add_metric(name="EstimatedCostUsd", unit="None", value=usage.estimated_cost_usd)
-            logger.info(
-                "job completed", extra={"checklist_items": len(result.checklist), "cached": result.cached}
-            )
-            self._announce()
-        else:
-            logger.warning("job result discarded: the job was cancelled or taken over by a newer attempt")
+def _fail(
+    event_id: UUID,
+    claim: Claim,
+    kind: str,
+    message: str,
+    steps: list[Step],
+    *,
+    store: Store,
+    queue: Queue,
+    settings: ProcessSettings,
+) -> None:
+    error = JobError(type=kind, message=message)
+    if store.fail_job(event_id, claim.attempt, error.model_dump(), _stored(steps)):
+        metrics.add_metric(name="JobsFailed", unit="Count", value=1)
+        logger.warning("job failed", extra={"error_type": kind})
+        _announce(event_id, claim, queue=queue, settings=settings)
 
-    def fail(self, kind: str, message: str, steps: list[Step]) -> None:
-        error = JobError(type=kind, message=message)
-        if self.store.fail_job(self.event_id, self.claim.attempt, error.model_dump(), _stored(steps)):
-            metrics.add_metric(name="JobsFailed", unit="Count", value=1)
-            logger.warning("job failed", extra={"error_type": kind})
-            self._announce()
 
-    def _announce(self) -> None:
-        """A finished job with a callback_url is queued for its webhook (logic/notification.py)."""
-        if not self.claim.callback_url:
-            return
-        try:
-            self.queue.enqueue_job(self.settings.webhook_queue_url, self.event_id)
-        except QueueUnavailable:
-            logger.warning(
-                "webhook not queued; the sweeper will send it", extra={"event_id": str(self.event_id)}
-            )
+def _announce(event_id: UUID, claim: Claim, *, queue: Queue, settings: ProcessSettings) -> None:
+    """A finished job with a callback_url is queued for its webhook (logic/notification.py)."""
+    if not claim.callback_url:
+        return
+    try:
+        queue.enqueue_job(settings.webhook_queue_url, event_id)
+    except QueueUnavailable:
+        logger.warning("webhook not queued; the sweeper will send it", extra={"event_id": str(event_id)})
 
 
 def _explain_unclaimable(store: Store, event_id: UUID) -> None:
