@@ -75,6 +75,9 @@ def test_empty_optional_variables_are_unset_so_the_defaults_apply(bare_environme
     bare_environment.setenv("JOBS_QUEUE_URL", "https://sqs/jobs")
     bare_environment.setenv("WEBHOOK_QUEUE_URL", "https://sqs/webhooks")
     bare_environment.setenv("OPENAI_API_KEY", "sk-test")
+    # Required: the template passes them (no default restated here).
+    bare_environment.setenv("CHUNK_TOKEN_BUDGET", "8000")
+    bare_environment.setenv("CHUNK_PARALLELISM", "4")
 
     settings = load(config.ProcessSettings)
 
@@ -145,6 +148,8 @@ def test_a_function_needs_a_database_and_the_process_function_a_key(bare_environ
     with pytest.raises(ConfigurationError, match="set DATABASE_URL or DATABASE_SECRET_ARN"):
         load(config.DatabaseSettings)
     bare_environment.setenv("DATABASE_SECRET_ARN", DB_SECRET)
+    bare_environment.setenv("CHUNK_TOKEN_BUDGET", "8000")
+    bare_environment.setenv("CHUNK_PARALLELISM", "4")
     with pytest.raises(ConfigurationError, match="set OPENAI_API_KEY or OPENAI_API_KEY_SECRET_ARN"):
         load(config.ProcessSettings)
 
