@@ -94,3 +94,23 @@ def test_an_llm_outage_mid_document_resumes_and_pays_no_chunk_twice(
     assert all(f"device {n} daily" in " ".join(quotes) for n in range(CLAUSES))
     assert row["steps"][0]["name"] == "extract"
     assert row["steps"][0]["input_tokens"] == sum(r["input_tokens"] for r in chunk_rows(database, event_id))
+
+
+def test_a_document_longer_than_one_invocation_continues_in_its_next_deliveries(
+    invoke, queues, chunked, database, offline_llm
+):
+    short = "\n\n".join(GUIDELINES.split("\n\n")[:20])  # 5 chunks
+    event_id = submitted(invoke, short)
+    # 8 s invocations (a 3 s deadline) and 1 s calls: about two chunks a delivery.
+    offline_llm.set_faults(latency_ms=1000)
+
+    deliveries = 0
+    while job(database, event_id)["status"] == "PENDING" and deliveries < 10:
+        assert invoke("process", delivered(queues), timeout_ms=8000) == {"batchItemFailures": []}
+        deliveries += 1
+
+    row = job(database, event_id)
+    assert row["status"] == "COMPLETED" and row["retries"] == 0
+    assert row["continuations"] == deliveries - 1 >= 2
+    assert set(chunked.answered.values()) == {1} and len(chunked.answered) == 5
+    assert row["progress"] == {"chunks_done": 5, "chunks_total": 5}
