@@ -74,6 +74,30 @@ def run(llm: OfflineLLM, doc: ExtractedDocument, budget: int, parallelism: int) 
     }
 
 
+def measure(pages: int, latency_ms: int, budget: int, parallelism: int) -> dict:
+    doc = document(pages)
+    with OfflineLLM() as llm:
+        llm.set_faults(latency_ms=latency_ms)
+        chunked = run(llm, doc, budget, parallelism)
+        # Today's shape: the whole text in one summarize call and one checklist call.
+        single = run(llm, doc, len(doc.text), 1)
+    floor = chunked["calls"] / parallelism * latency_ms / 1000
+    return {
+        "pages": pages,
+        "characters": len(doc.text),
+        "latency_ms": latency_ms,
+        "parallelism": parallelism,
+        "chunk_token_budget": budget,
+        "chunked": chunked,
+        "single_call": single,
+        "floor_seconds": round(floor, 2),
+        "wall_to_floor": round(chunked["wall_seconds"] / floor, 2),
+        "target_wall_to_floor": 1.5,
+        "met": chunked["wall_seconds"] <= 1.5 * floor,
+        "tokens_per_page_vs_single_call": round(chunked["tokens_per_page"] / single["tokens_per_page"], 2),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.long_document", description=__doc__.splitlines()[0]
@@ -85,28 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         "--parallelism", type=int, default=4, help="ChunkParallelism (the template's default)"
     )
     args = parser.parse_args(argv)
-    doc = document(args.pages)
-    with OfflineLLM() as llm:
-        llm.set_faults(latency_ms=args.latency_ms)
-        chunked = run(llm, doc, args.budget, args.parallelism)
-        # Today's shape: the whole text in one summarize call and one checklist call.
-        single = run(llm, doc, len(doc.text), 1)
-    latency = args.latency_ms / 1000
-    floor = chunked["calls"] / args.parallelism * latency
-    report = {
-        "pages": args.pages,
-        "characters": len(doc.text),
-        "latency_ms": args.latency_ms,
-        "parallelism": args.parallelism,
-        "chunk_token_budget": args.budget,
-        "chunked": chunked,
-        "single_call": single,
-        "floor_seconds": round(floor, 2),
-        "wall_to_floor": round(chunked["wall_seconds"] / floor, 2),
-        "target_wall_to_floor": 1.5,
-        "met": chunked["wall_seconds"] <= 1.5 * floor,
-        "tokens_per_page_vs_single_call": round(chunked["tokens_per_page"] / single["tokens_per_page"], 2),
-    }
+    report = measure(args.pages, args.latency_ms, args.budget, args.parallelism)
     print(json.dumps(report, indent=2))
     return 0 if report["met"] else 1
 
