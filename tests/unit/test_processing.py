@@ -248,7 +248,9 @@ def test_a_long_document_is_mapped_per_chunk_and_reduced_with_pages_and_sections
     assert store.row["status"] == "COMPLETED"
     extracts = extract_calls(llm)
     total = store.row["progress"]["chunks_total"]
-    assert total > 2 and len(extracts) == total == len(store.chunks)
+    assert total > 2 and len(extracts) == total
+    # Each chunk stored, and each merged section summary after them.
+    assert sorted(store.chunks) == list(range(total + 2))
     # The user content of a map call is exactly its chunk's text; chunks tile the document.
     assert "".join(call["messages"][1]["content"] for call in extracts).strip() == document.text.strip()
     result = store.row["result"]

@@ -148,6 +148,8 @@ class Chain:
     progress: Progress | None = None
     clock: Callable[[], float] = time.monotonic
     _started: float = 0.0
+    # Top-level sections' merged summaries, made while the map still runs.
+    _section_summaries: dict[str | None, str] = field(default_factory=dict)
     # Usage is counted from the worker threads of the map and the reduce.
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -261,6 +263,8 @@ class Chain:
     def _map(
         self, document: ExtractedDocument, chunks: list[Chunk], done: dict[int, ChunkResult]
     ) -> dict[int, ChunkResult]:
+        """Every chunk's result, the stored ones reused. A top-level section's summaries are merged
+        as soon as its last chunk is in, in a free slot, so the reduce overlaps the map."""
         step = self._named("extract")
         results: dict[int, ChunkResult] = {}
         for chunk in chunks:
@@ -269,7 +273,18 @@ class Chain:
                 results[chunk.index] = stored
                 step.input_tokens += stored.input_tokens
                 step.output_tokens += stored.output_tokens
-        todo = [chunk for chunk in chunks if chunk.index not in results]
+        groups = self._groups(document, chunks)
+        # A section's merged summary is stored like a chunk, after the chunks (index: total + its
+        # position), so an invocation that runs out of time never loses a finished merge.
+        section_index = {name: len(chunks) + position for position, name in enumerate(groups)}
+        for name, index in section_index.items():
+            stored = done.get(index)
+            if stored is not None and stored.fingerprint == self._section_fingerprint(name, groups, results):
+                self._section_summaries[name] = stored.extraction.summary
+                self._named("summarize").input_tokens += stored.input_tokens
+                self._named("summarize").output_tokens += stored.output_tokens
+        todo: list[tuple[str, object]] = [("chunk", chunk) for chunk in chunks if chunk.index not in results]
+        todo[:0] = [("section", name) for name in groups if self._section_ready(name, groups, results)]
         self.progress = Progress(chunks_done=len(results), chunks_total=len(chunks))
         self.on_progress(self.steps, self.progress)
         failure: Exception | None = None
@@ -279,18 +294,32 @@ class Chain:
                 while (
                     todo and failure is None and len(running) < self.parallelism and self._time_for_a_call()
                 ):
-                    chunk = todo.pop(0)
-                    running[pool.submit(self._extract, document, chunk)] = chunk
+                    kind, what = todo.pop(0)
+                    if kind == "chunk":
+                        future = pool.submit(self._extract, document, what)
+                    else:
+                        future = pool.submit(
+                            self._merge_section, what, section_index[what], groups, dict(results)
+                        )
+                    running[future] = (kind, what)
                 if not running:
                     break
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in finished:
-                    del running[future]
+                    kind, what = running.pop(future)
                     try:
+                        if kind == "section":
+                            merged = future.result()
+                            self._section_summaries[what] = merged.extraction.summary
+                            self.on_chunk(merged, self.steps, self.progress)
+                            continue
                         result = future.result()
                         results[result.index] = result
                         self.progress = Progress(chunks_done=len(results), chunks_total=len(chunks))
                         self.on_chunk(result, self.steps, self.progress)
+                        section = next(name for name, indices in groups.items() if result.index in indices)
+                        if self._section_ready(section, groups, results):
+                            todo.insert(0, ("section", section))
                     # The first failure stops new calls; the ones under way end and are stored first.
                     except Exception as error:
                         failure = failure or error
@@ -299,6 +328,45 @@ class Chain:
         if len(results) < len(chunks):
             raise ContinueLater(self.progress)
         return results
+
+    def _merge_section(
+        self, name: str, index: int, groups: dict, results: dict[int, ChunkResult]
+    ) -> ChunkResult:
+        usage = [0, 0]
+        parts = [results[chunk].extraction.summary for chunk in groups[name]]
+        summary = self._merge(parts, SECTION_SUMMARY_WORDS, usage)
+        return ChunkResult(
+            index=index,
+            fingerprint=self._section_fingerprint(name, groups, results),
+            extraction=ChunkExtraction(summary=summary, items=[]),
+            input_tokens=usage[0],
+            output_tokens=usage[1],
+            model=self.model,
+        )
+
+    def _section_fingerprint(self, name, groups: dict, results: dict[int, ChunkResult]) -> str | None:
+        """The section's name and its chunks' fingerprints: None until every chunk is in."""
+        if not all(index in results for index in groups[name]):
+            return None
+        material = "\0".join((str(name), *(results[index].fingerprint for index in groups[name])))
+        return hashlib.sha256(material.encode()).hexdigest()
+
+    def _groups(self, document: ExtractedDocument, chunks: list[Chunk]) -> dict[str | None, list[int]]:
+        """The chunks of each top-level section (where each chunk starts), in document order."""
+        groups: dict[str | None, list[int]] = {}
+        for chunk in chunks:
+            groups.setdefault(top_section(document.location_at(chunk.start)), []).append(chunk.index)
+        return groups
+
+    def _section_ready(self, name, groups: dict, results: dict[int, ChunkResult]) -> bool:
+        """A section of several chunks, all in, in a document of several sections, not merged yet."""
+        indices = groups[name]
+        return (
+            len(groups) > 1
+            and len(indices) > 1
+            and name not in self._section_summaries
+            and all(index in results for index in indices)
+        )
 
     def _extract(self, document: ExtractedDocument, chunk: Chunk) -> ChunkResult:
         parsed, completion = self._parse(
@@ -322,33 +390,27 @@ class Chain:
         self, document: ExtractedDocument, chunks: list[Chunk], results: dict[int, ChunkResult]
     ) -> tuple[str, list[SectionSummary]]:
         """Chunk summaries -> one per top-level section -> the document's, which grows with it."""
-        groups: dict[str | None, list[str]] = {}
-        for chunk in chunks:
-            section = top_section(document.location_at(chunk.start))
-            groups.setdefault(section, []).append(results[chunk.index].extraction.summary)
+        groups = self._groups(document, chunks)
         words = summary_words(len(document.text))
+        parts = {
+            name: [results[index].extraction.summary for index in indices] for name, indices in groups.items()
+        }
         if len(groups) == 1:
-            return self._merge(next(iter(groups.values())), words), []
+            return self._merge(next(iter(parts.values())), words), []
+        left = [name for name in groups if name not in self._section_summaries and len(parts[name]) > 1]
         with ThreadPoolExecutor(max_workers=self.parallelism, thread_name_prefix="reduce") as pool:
-            merged = list(
-                pool.map(
-                    lambda parts: parts[0] if len(parts) == 1 else self._merge(parts, SECTION_SUMMARY_WORDS),
-                    groups.values(),
-                )
-            )
-        labelled = [
-            f"{section}:\n{summary}" if section else summary
-            for section, summary in zip(groups, merged, strict=True)
-        ]
+            merged = pool.map(lambda name: self._merge(parts[name], SECTION_SUMMARY_WORDS), left)
+            self._section_summaries.update(zip(left, merged, strict=True))
+        summaries = {name: self._section_summaries.get(name) or parts[name][0] for name in groups}
+        labelled = [f"{name}:\n{summary}" if name else summary for name, summary in summaries.items()]
         sections = [
-            SectionSummary(section=section, summary=summary)
-            for section, summary in zip(groups, merged, strict=True)
-            if section
+            SectionSummary(section=name, summary=summary) for name, summary in summaries.items() if name
         ]
         return self._merge(labelled, words), sections
 
-    def _merge(self, summaries: list[str], words: int) -> str:
-        """One call, or (more than one call's worth) merged in batches that fit, then again."""
+    def _merge(self, summaries: list[str], words: int, usage: list[int] | None = None) -> str:
+        """One call, or (more than one call's worth) merged in batches that fit, then again.
+        `usage` (input, output tokens) adds up this merge's calls."""
         batches: list[list[str]] = [[]]
         size = 0
         for summary in summaries:
@@ -359,7 +421,7 @@ class Chain:
             batches[-1].append(summary)
             size += tokens
         if len(batches) > 1:
-            return self._merge([self._merge(batch, words) for batch in batches], words)
+            return self._merge([self._merge(batch, words, usage) for batch in batches], words, usage)
         completion = self._call(
             "summarize",
             lambda timeout: self.llm.chat.completions.create(
@@ -367,6 +429,9 @@ class Chain:
                 timeout=timeout,
             ),
         )
+        if usage is not None and completion.usage:
+            usage[0] += completion.usage.prompt_tokens
+            usage[1] += completion.usage.completion_tokens
         return self._text_of(completion, "merge the summaries")
 
     def _fingerprint(self, document: ExtractedDocument, chunk: Chunk) -> str:
