@@ -103,6 +103,9 @@ def environment(database_url, moto_endpoint, offline_llm):
             "MAX_DOCUMENT_BYTES": "52428800",
             "UPLOAD_EXPIRY_SECONDS": "900",
             "MAX_DOCUMENT_PAGES": "2000",
+            # Required settings without a default (the template's defaults, as deployed).
+            "CHUNK_TOKEN_BUDGET": "8000",
+            "CHUNK_PARALLELISM": "4",
         }
     )
     sqs = boto3.client("sqs")

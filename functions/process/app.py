@@ -1,4 +1,4 @@
-"""SQS -> the two-step chain, one job per record, failures reported per record."""
+"""SQS -> the chain, one job per record, failures reported per record."""
 
 from __future__ import annotations
 
@@ -12,8 +12,11 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from openai import OpenAI
 
+from guideline_ingest import objects, queue
 from guideline_ingest.config import process_settings
+from guideline_ingest.dal import jobs
 from guideline_ingest.logic.chain import Chain
+from guideline_ingest.logic.document_loading import document_limits, load_document
 from guideline_ingest.logic.processing import process_job
 from guideline_ingest.models import JobMessage
 from guideline_ingest.observability import logger, metrics
@@ -46,6 +49,16 @@ llm = OpenAI(
 )
 
 
+# The stored text of a job extracted before, else its original fetched from S3 and extracted.
+read_document = partial(
+    load_document,
+    store=jobs,
+    objects=objects,
+    bucket=settings.documents_bucket,
+    limits=document_limits(settings),
+)
+
+
 def run_job(record: SQSRecord, deadline: float) -> None:
     process_job(
         JobMessage.model_validate_json(record.body),
@@ -54,10 +67,15 @@ def run_job(record: SQSRecord, deadline: float) -> None:
             model=settings.openai_model,
             max_call_seconds=settings.openai_timeout_seconds,
             deadline=deadline,
+            token_budget=settings.chunk_token_budget,
+            parallelism=settings.chunk_parallelism,
         ),
         lease_seconds=deadline - time.monotonic() + SAFETY_MARGIN_SECONDS,
         receipt_handle=record.receipt_handle,
         settings=settings,
+        store=jobs,
+        queue=queue,
+        load_document=read_document,
     )
 
 

@@ -105,6 +105,9 @@ def test_empty_optional_variables_are_unset_so_the_code_decides(bare_environment
     bare_environment.setenv("WEBHOOK_QUEUE_URL", "https://sqs/webhooks")
     bare_environment.setenv("OPENAI_API_KEY", "sk-test")
     set_document_limits(bare_environment)
+    # Required: the template passes them (no default restated here).
+    bare_environment.setenv("CHUNK_TOKEN_BUDGET", "8000")
+    bare_environment.setenv("CHUNK_PARALLELISM", "4")
 
     settings = load(config.ProcessSettings)
 
@@ -170,6 +173,8 @@ def test_a_function_needs_a_database_and_the_process_function_a_key(bare_environ
         load(config.DatabaseSettings)
     bare_environment.setenv("DATABASE_SECRET_ARN", DB_SECRET)
     set_document_limits(bare_environment)
+    bare_environment.setenv("CHUNK_TOKEN_BUDGET", "8000")
+    bare_environment.setenv("CHUNK_PARALLELISM", "4")
     with pytest.raises(ConfigurationError, match="set OPENAI_API_KEY or OPENAI_API_KEY_SECRET_ARN"):
         load(config.ProcessSettings)
 

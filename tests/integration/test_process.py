@@ -309,8 +309,8 @@ def test_ungrounded_items_are_retried_then_dropped_and_counted(invoke, queues, d
     answer = json.dumps(
         {
             "items": [
-                {**item, "id": 1, "source_quote": "Passwords  must be rotated\nevery 90 days."},
-                {**item, "id": 2, "source_quote": "Invented by the model."},
+                {**item, "source_quote": "Passwords  must be rotated\nevery 90 days."},
+                {**item, "source_quote": "Invented by the model."},
             ]
         }
     )
@@ -415,7 +415,7 @@ def test_steps_advance_while_the_chain_runs_and_report_usage_and_the_model_that_
 
 def test_the_snapshot_openai_answered_with_is_reported_and_priced(invoke, queues, database, llm_edge):
     event_id = submitted(invoke)
-    item = {"id": 1, "title": "t", "description": "d", "priority": "high", "category": "security"}
+    item = {"title": "t", "description": "d", "priority": "high", "category": "security"}
     checklist = json.dumps({"items": [{**item, "source_quote": "Passwords must be rotated every 90 days."}]})
     snapshot = "gpt-4o-mini-2024-07-18"
     llm_edge.extend(

@@ -56,6 +56,8 @@ FUNCTION_ENV = {
         "DOCUMENTS_BUCKET",
         "MAX_DOCUMENT_BYTES",
         "MAX_DOCUMENT_PAGES",
+        "CHUNK_TOKEN_BUDGET",
+        "CHUNK_PARALLELISM",
     },
     "UploadFunction": {"JOBS_QUEUE_URL"},
     "SweeperFunction": {

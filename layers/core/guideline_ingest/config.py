@@ -127,6 +127,10 @@ class ProcessSettings(DatabaseSettings, BackoffSettings, RetryBudgetSettings, Do
     # Limits of a document's extraction (MaxDocumentPages, MaxDocumentChars).
     max_document_pages: PositiveInt
     max_document_chars: PositiveInt
+    # A document is cut into chunks of at most this many (estimated) tokens (ChunkTokenBudget).
+    chunk_token_budget: PositiveInt
+    # LLM calls of one job at once (ChunkParallelism); times ProcessMaxConcurrency in all.
+    chunk_parallelism: PositiveInt
 
     @model_validator(mode="after")
     def _one_key(self) -> Self:

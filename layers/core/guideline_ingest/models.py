@@ -107,27 +107,73 @@ class DocumentInfo(BaseModel):
     characters: int | None = None
 
 
-class ChecklistItem(BaseModel):
-    """One actionable item; also the schema the LLM must answer with (structured outputs)."""
+Priority = Literal["high", "medium", "low"]
+
+
+class ExtractedItem(BaseModel):
+    """One item as the LLM writes it (structured outputs): no id and no location, which the
+    pipeline assigns from where the verified quote stands."""
 
     model_config = ConfigDict(extra="forbid")
 
-    id: int = Field(description="1-based position in the checklist")
     title: str = Field(description="Short imperative action")
     description: str = Field(description="What to do and why, in one or two sentences")
-    priority: Literal["high", "medium", "low"]
+    priority: Priority
     category: str = Field(description="One or two words, e.g. security, privacy, quality")
     source_quote: str = Field(description="Verbatim excerpt of the guidelines that this item comes from")
 
 
 class Checklist(BaseModel):
+    """The checklist call's schema (a document of one chunk)."""
+
     model_config = ConfigDict(extra="forbid")
 
-    items: list[ChecklistItem]
+    items: list[ExtractedItem]
+
+
+class ChunkExtraction(BaseModel):
+    """The map call's schema: one chunk's items and its summary."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    summary: str
+    items: list[ExtractedItem]
+
+
+class SourceLocation(BaseModel):
+    page: int | None = Field(default=None, description="1-based page of the original (PDF)")
+    section: str | None = Field(default=None, description='Heading path, e.g. "1 Scope > 1.2 Terms"')
+
+
+class ChecklistItem(BaseModel):
+    """One actionable item of a job's result."""
+
+    id: int = Field(description="1-based position in the checklist, which follows the document")
+    title: str = Field(description="Short imperative action")
+    description: str = Field(description="What to do and why, in one or two sentences")
+    priority: Priority = Field(
+        description="From the quote's normative strength: must/shall/required high, "
+        "should/recommended medium, may low"
+    )
+    category: str = Field(description="One or two words, e.g. security, privacy, quality")
+    source_quote: str = Field(description="Verbatim excerpt of the guidelines that this item comes from")
+    locations: list[SourceLocation] = Field(
+        default_factory=list,
+        description="Where the quote stands in the document, in document order (more than one when "
+        "the same duty appears in several places); found by matching the quote, never from the model",
+    )
+
+
+class SectionSummary(BaseModel):
+    section: str = Field(description="A top-level section of the document")
+    summary: str
 
 
 class JobResult(BaseModel):
     summary: str
+    sections: list[SectionSummary] = Field(
+        default_factory=list, description="A short summary of each top-level section of a long document"
+    )
     checklist: list[ChecklistItem]
     ungrounded_items_dropped: int = Field(
         default=0, description="Items the model produced whose source_quote is not in the guidelines"
@@ -152,7 +198,8 @@ class StepStatus(StrEnum):
 class Step(BaseModel):
     """One step of the chain, as far as it has got."""
 
-    name: Literal["summarize", "checklist"]
+    # extract: the per-chunk calls of a long document; summarize then merges their summaries.
+    name: Literal["summarize", "checklist", "extract"]
     status: StepStatus = StepStatus.PENDING
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -169,6 +216,11 @@ class Usage(BaseModel):
     estimated_cost_usd: float | None = Field(
         description="From the price table in code; null for unknown models"
     )
+
+
+class Progress(BaseModel):
+    chunks_done: int = Field(description="Chunks of the document extracted so far (stored, never paid twice)")
+    chunks_total: int
 
 
 class WebhookDelivery(BaseModel):
@@ -191,6 +243,9 @@ class Job(BaseModel):
     steps: list[Step] = Field(default_factory=list, description="The chain's steps, updated as it runs")
     usage: Usage | None = Field(
         default=None, description="Tokens of all steps so far and their estimated cost"
+    )
+    progress: Progress | None = Field(
+        default=None, description="Chunks done of the total, once the document has been cut"
     )
     webhook: WebhookDelivery | None = Field(
         default=None, description="Delivery to callback_url, if one was given"

@@ -38,7 +38,7 @@ class NewDocument:
 
 
 _JOB_COLUMNS = (
-    "event_id, status, created_at, updated_at, result, error, steps,"
+    "event_id, status, created_at, updated_at, result, error, steps, progress,"
     " callback_url, webhook_status, webhook_attempts, webhook_last_error, webhook_delivered_at,"
     " document_media_type, document_filename, document_size_bytes, document_characters,"
     " (document_map->>'page_count')::integer AS document_page_count"
@@ -329,12 +329,84 @@ def start_uploaded_job(document_key: str, size_bytes: int) -> dict | None:
     )
 
 
-def record_progress(event_id: UUID, attempt: int, steps: list[dict]) -> bool:
-    return _update_claimed(event_id, attempt, "PROCESSING", steps)
+def record_progress(event_id: UUID, attempt: int, steps: list[dict], progress: dict | None = None) -> bool:
+    return _update_claimed(event_id, attempt, "PROCESSING", steps, progress=progress)
 
 
-def complete_job(event_id: UUID, attempt: int, result: dict, steps: list[dict], cache_key: str) -> bool:
-    return _update_claimed(event_id, attempt, "COMPLETED", steps, result=result, cache_key=cache_key)
+def complete_job(
+    event_id: UUID,
+    attempt: int,
+    result: dict,
+    steps: list[dict],
+    cache_key: str,
+    progress: dict | None = None,
+) -> bool:
+    return _update_claimed(
+        event_id, attempt, "COMPLETED", steps, result=result, cache_key=cache_key, progress=progress
+    )
+
+
+def chunk_results(event_id: UUID) -> list[dict]:
+    """The chunk answers stored so far for the job, by any of its attempts."""
+    return (
+        connection()
+        .execute(
+            """
+            SELECT chunk_index, fingerprint, result, input_tokens, output_tokens, model
+              FROM job_chunks WHERE event_id = %s ORDER BY chunk_index
+            """,
+            (event_id,),
+        )
+        .fetchall()
+    )
+
+
+def save_chunk(event_id: UUID, attempt: int, chunk: dict, steps: list[dict], progress: dict) -> bool:
+    """Store one chunk's answer and the job's progress in one statement, only while this attempt
+    holds the job. A stored chunk of another fingerprint (the chunking changed) is replaced."""
+    cursor = connection().execute(
+        """
+        WITH claimed AS (
+            UPDATE jobs SET steps = %(steps)s, progress = %(progress)s, updated_at = now()
+             WHERE event_id = %(event_id)s AND status = 'PROCESSING' AND attempts = %(attempt)s
+         RETURNING event_id
+        )
+        INSERT INTO job_chunks AS c
+               (event_id, chunk_index, fingerprint, result, input_tokens, output_tokens, model)
+        SELECT event_id, %(chunk_index)s, %(fingerprint)s, %(result)s, %(input_tokens)s,
+               %(output_tokens)s, %(model)s
+          FROM claimed
+        ON CONFLICT (event_id, chunk_index) DO UPDATE
+           SET fingerprint = EXCLUDED.fingerprint, result = EXCLUDED.result,
+               input_tokens = EXCLUDED.input_tokens, output_tokens = EXCLUDED.output_tokens,
+               model = EXCLUDED.model, created_at = now()
+        """,
+        {
+            **chunk,
+            "result": Jsonb(chunk["result"]),
+            "steps": Jsonb(steps),
+            "progress": Jsonb(progress),
+            "event_id": event_id,
+            "attempt": attempt,
+        },
+    )
+    return cursor.rowcount == 1
+
+
+def continue_job(event_id: UUID, attempt: int, steps: list[dict], progress: dict) -> bool:
+    """Give the claim back before the deadline, with chunks left: PENDING and due now, its next
+    message sent at once. Counted apart from retries and from workers that died."""
+    cursor = connection().execute(
+        """
+        UPDATE jobs
+           SET status = 'PENDING', steps = %(steps)s, progress = %(progress)s, updated_at = now(),
+               lease_expires_at = NULL, continuations = continuations + 1,
+               enqueued_at = now(), due_at = now()
+         WHERE event_id = %(event_id)s AND status = 'PROCESSING' AND attempts = %(attempt)s
+        """,
+        {"steps": Jsonb(steps), "progress": Jsonb(progress), "event_id": event_id, "attempt": attempt},
+    )
+    return cursor.rowcount == 1
 
 
 def fail_job(event_id: UUID, attempt: int, error: dict, steps: list[dict]) -> bool:
@@ -371,6 +443,7 @@ def _update_claimed(
     result: dict | None = None,
     error: dict | None = None,
     cache_key: str | None = None,
+    progress: dict | None = None,
 ) -> bool:
     """The one way a claimed job changes: only while this attempt still holds it."""
     cursor = connection().execute(
@@ -378,6 +451,7 @@ def _update_claimed(
         UPDATE jobs
            SET status = %(status)s, result = %(result)s, error = %(error)s, steps = %(steps)s,
                cache_key = %(cache_key)s, updated_at = now(),
+               progress = COALESCE(%(progress)s, progress),
                lease_expires_at = CASE WHEN %(status)s::text = 'PROCESSING' THEN lease_expires_at END,
                webhook_status = CASE WHEN %(final)s AND callback_url IS NOT NULL THEN 'PENDING' END,
                webhook_enqueued_at = CASE WHEN %(final)s AND callback_url IS NOT NULL THEN now() END
@@ -390,6 +464,7 @@ def _update_claimed(
             "error": Jsonb(error) if error is not None else None,
             "steps": Jsonb(steps),
             "cache_key": cache_key,
+            "progress": Jsonb(progress) if progress is not None else None,
             "event_id": event_id,
             "attempt": attempt,
         },
@@ -418,13 +493,15 @@ def _fail_unfinished(error: str, where: str, params: dict) -> list[dict]:
 
 def fail_abandoned_jobs(max_attempts: int) -> list[dict]:
     """Jobs whose workers died `max_attempts` times end FAILED instead of running for ever.
-    A claim given back after a transient failure (retries) is not a dead worker."""
+    A claim given back after a transient failure (retries) or to continue a long document
+    (continuations) is not a dead worker."""
     return _fail_unfinished(
         """jsonb_build_object(
                'type', 'attempts_exhausted',
-               'message', 'The job was started ' || attempts - retries || ' times and never '
+               'message', 'The job was started ' || attempts - retries - continuations || ' times and never '
                           || 'finished; it was given up.')""",
-        "status = 'PROCESSING' AND lease_expires_at < now() AND attempts - retries >= %(max_attempts)s",
+        "status = 'PROCESSING' AND lease_expires_at < now()"
+        " AND attempts - retries - continuations >= %(max_attempts)s",
         {"max_attempts": max_attempts},
     )
 

@@ -1,9 +1,15 @@
-"""Running one job from its queue message: claim, chain, store, exactly once.
+"""Running one job from its queue message: claim, load the document, chain, store, exactly once.
 
 Outcomes of one delivery:
 - the job is finished (COMPLETED, FAILED, or CANCELLED while it ran) -> acknowledged;
 - the job is already finished (duplicate delivery) -> acknowledged, nothing runs;
 - the same input was processed before -> its result is reused without the LLM;
+- the document cannot be read (DocumentRejected) -> FAILED, error.type its kind, no LLM call;
+- a long document: each chunk's result is stored as soon as it completes, and chunks stored by
+  an earlier delivery (after an outage, a crash or a timeout) are reused, never asked for again;
+- time runs out with chunks left -> progress stored, the claim given back (PENDING, due now) and
+  the message replaced by one due at once; neither a failure nor a retry, and the next delivery
+  continues;
 - a transient failure (an LLM refusing the API key included) with retry budget left
   -> the job is given back (PENDING, due after its backoff) and its message replaced
   by one delayed by that backoff; the record succeeds, so receive counts never decide
@@ -17,21 +23,60 @@ Outcomes of one delivery:
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Protocol
 from uuid import UUID
 
 from guideline_ingest.config import ProcessSettings
-from guideline_ingest.dal import jobs
 from guideline_ingest.dal.jobs import Claim
+from guideline_ingest.documents import DocumentRejected, ExtractedDocument
 from guideline_ingest.logic.backoff import RetryPolicy, describe_duration
-from guideline_ingest.logic.chain import Chain, ChainFailed, pending_steps
-from guideline_ingest.logic.notification import announce_finished
+from guideline_ingest.logic.chain import Chain, ChainFailed, ChunkResult, ContinueLater
 from guideline_ingest.logic.reading import usage_of
 from guideline_ingest.logic.retry import LLMAuthFailed, LLMUnavailable
-from guideline_ingest.models import JobError, JobMessage, JobResult, Step
+from guideline_ingest.models import ChunkExtraction, JobError, JobMessage, JobResult, Progress, Step
 from guideline_ingest.observability import logger, metrics
-from guideline_ingest.queue import QueueUnavailable, requeue_job
+from guideline_ingest.queue import QueueUnavailable
 
 FINISHED = ("COMPLETED", "FAILED", "CANCELLED")
+
+
+class Store(Protocol):
+    """What processing asks of the jobs table (guideline_ingest.dal.jobs)."""
+
+    def claim_job(self, event_id: UUID, lease_seconds: float, steps: list[dict]) -> Claim | None: ...
+    def job_status(self, event_id: UUID) -> str | None: ...
+    def find_cached_result(self, cache_key: str, owner: str | None) -> dict | None: ...
+    def record_progress(
+        self, event_id: UUID, attempt: int, steps: list[dict], progress: dict | None = None
+    ) -> bool: ...
+    def chunk_results(self, event_id: UUID) -> list[dict]: ...
+    def save_chunk(
+        self, event_id: UUID, attempt: int, chunk: dict, steps: list[dict], progress: dict
+    ) -> bool: ...
+    def complete_job(
+        self,
+        event_id: UUID,
+        attempt: int,
+        result: dict,
+        steps: list[dict],
+        cache_key: str,
+        progress: dict | None = None,
+    ) -> bool: ...
+    def fail_job(self, event_id: UUID, attempt: int, error: dict, steps: list[dict]) -> bool: ...
+    def release_job(
+        self, event_id: UUID, attempt: int, steps: list[dict], delay_seconds: int, error: str
+    ) -> bool: ...
+    def continue_job(self, event_id: UUID, attempt: int, steps: list[dict], progress: dict) -> bool: ...
+
+
+class Queue(Protocol):
+    """What processing asks of the queues (guideline_ingest.queue)."""
+
+    def enqueue_job(self, queue_url: str, event_id: UUID) -> None: ...
+    def requeue_job(
+        self, queue_url: str, event_id: UUID, receipt_handle: str, delay_seconds: int
+    ) -> None: ...
 
 
 class JobNotClaimable(Exception):
@@ -43,40 +88,164 @@ class ClaimLost(Exception):
 
 
 def process_job(
-    message: JobMessage, *, chain: Chain, lease_seconds: float, receipt_handle: str, settings: ProcessSettings
+    message: JobMessage,
+    *,
+    chain: Chain,
+    lease_seconds: float,
+    receipt_handle: str,
+    settings: ProcessSettings,
+    store: Store,
+    queue: Queue,
+    load_document: Callable[[Claim], ExtractedDocument],
 ) -> None:
     event_id = message.event_id
     logger.set_correlation_id(str(event_id))
-    claim = jobs.claim_job(event_id, lease_seconds, _stored(chain.start()))
+    claim = store.claim_job(event_id, lease_seconds, _stored(chain.start()))
     claimed_at = time.monotonic()
     if claim is None:
-        _explain_unclaimable(event_id)
+        _explain_unclaimable(store, event_id)
         return
     logger.info("job claimed", extra={"attempt": claim.attempt})
-    cache_key = chain.cache_key(claim.guidelines)
-    cached = jobs.find_cached_result(
+    try:
+        document = load_document(claim)
+    except DocumentRejected as rejected:
+        _fail(
+            event_id,
+            claim,
+            rejected.kind,
+            rejected.message,
+            chain.steps,
+            store=store,
+            queue=queue,
+            settings=settings,
+        )
+        return
+    cache_key = chain.cache_key(document)
+    cached = store.find_cached_result(
         cache_key, None if settings.cache_shared_across_api_keys else claim.owner
     )
     if cached is not None:
         result = JobResult.model_validate(cached).model_copy(update={"cached": True})
-        _complete(event_id, claim, result, chain.cached_steps(), cache_key, settings)
+        _complete(
+            event_id,
+            claim,
+            result,
+            chain.cached_steps(),
+            cache_key,
+            None,
+            store=store,
+            queue=queue,
+            settings=settings,
+        )
         return
-    chain.on_progress = lambda steps: _record_progress(event_id, claim, steps)
+    chain.on_progress = lambda steps, progress: _record_progress(
+        event_id, claim, steps, progress, store=store
+    )
+    chain.on_chunk = lambda result, steps, progress: _save_chunk(
+        event_id, claim, result, steps, progress, store=store
+    )
+    done = {row["chunk_index"]: _chunk_result(row) for row in store.chunk_results(event_id)}
     try:
-        result = chain.run(claim.guidelines)
+        result = chain.run(document, done)
     except ClaimLost:
         logger.info("job cancelled or taken over while it ran; stopped between steps")
         return
+    except ContinueLater as later:
+        _continue_later(
+            event_id,
+            claim,
+            later.progress,
+            chain.steps,
+            receipt_handle,
+            store=store,
+            queue=queue,
+            settings=settings,
+        )
+        return
     except ChainFailed as failure:
-        _fail(event_id, claim, failure.kind, failure.message, chain.steps, settings)
+        _fail(
+            event_id,
+            claim,
+            failure.kind,
+            failure.message,
+            chain.steps,
+            store=store,
+            queue=queue,
+            settings=settings,
+        )
         return
     except LLMUnavailable as unavailable:
         if isinstance(unavailable, LLMAuthFailed):
             metrics.add_metric(name="LLMAuthFailures", unit="Count", value=1)
         budget_left = settings.retry_budget_seconds - claim.age_seconds - (time.monotonic() - claimed_at)
-        _retry_later(event_id, claim, unavailable, budget_left, chain.steps, receipt_handle, settings)
+        _retry_later(
+            event_id,
+            claim,
+            unavailable,
+            budget_left,
+            chain.pending(),
+            receipt_handle,
+            store=store,
+            queue=queue,
+            settings=settings,
+        )
         return
-    _complete(event_id, claim, result, chain.steps, cache_key, settings)
+    _complete(
+        event_id,
+        claim,
+        result,
+        chain.steps,
+        cache_key,
+        chain.progress,
+        store=store,
+        queue=queue,
+        settings=settings,
+    )
+
+
+# Each move below is guarded by the claim's attempt in the store.
+
+
+def _record_progress(
+    event_id: UUID, claim: Claim, steps: list[Step], progress: Progress, *, store: Store
+) -> None:
+    if not store.record_progress(event_id, claim.attempt, _stored(steps), progress.model_dump()):
+        raise ClaimLost(event_id)
+
+
+def _save_chunk(
+    event_id: UUID, claim: Claim, result: ChunkResult, steps: list[Step], progress: Progress, *, store: Store
+) -> None:
+    chunk = {
+        "chunk_index": result.index,
+        "fingerprint": result.fingerprint,
+        "result": result.extraction.model_dump(mode="json"),
+        "input_tokens": result.input_tokens,
+        "output_tokens": result.output_tokens,
+        "model": result.model,
+    }
+    if not store.save_chunk(event_id, claim.attempt, chunk, _stored(steps), progress.model_dump()):
+        raise ClaimLost(event_id)
+
+
+def _continue_later(
+    event_id: UUID,
+    claim: Claim,
+    progress: Progress,
+    steps: list[Step],
+    receipt_handle: str,
+    *,
+    store: Store,
+    queue: Queue,
+    settings: ProcessSettings,
+) -> None:
+    """Out of time with work left: give the claim back and come again at once."""
+    if not store.continue_job(event_id, claim.attempt, _stored(steps), progress.model_dump()):
+        logger.info("job cancelled or taken over while it ran; not continued")
+        return
+    metrics.add_metric(name="JobsContinued", unit="Count", value=1)
+    logger.info("job continues in its next delivery", extra=progress.model_dump())
+    _requeue(event_id, receipt_handle, 0, queue=queue, settings=settings)
 
 
 def _retry_later(
@@ -86,6 +255,9 @@ def _retry_later(
     budget_left: float,
     steps: list[Step],
     receipt_handle: str,
+    *,
+    store: Store,
+    queue: Queue,
     settings: ProcessSettings,
 ) -> None:
     policy = RetryPolicy(settings.retry_backoff_base_seconds, settings.retry_backoff_cap_seconds)
@@ -93,9 +265,9 @@ def _retry_later(
     if delay is None:
         budget = describe_duration(settings.retry_budget_seconds)
         reason = f"The LLM stayed unavailable for the whole retry budget of {budget}: {unavailable}."
-        _fail(event_id, claim, "llm_unavailable", reason, steps, settings)
+        _fail(event_id, claim, "llm_unavailable", reason, steps, store=store, queue=queue, settings=settings)
         return
-    if not jobs.release_job(event_id, claim.attempt, _stored(pending_steps()), delay, str(unavailable)):
+    if not store.release_job(event_id, claim.attempt, _stored(steps), delay, str(unavailable)):
         logger.info("job cancelled or taken over while it ran; not retried")
         return
     metrics.add_metric(name="JobsRetried", unit="Count", value=1)
@@ -103,16 +275,17 @@ def _retry_later(
         "job given back",
         extra={"reason": str(unavailable), "retries": claim.retries + 1, "retry_in_seconds": delay},
     )
+    _requeue(event_id, receipt_handle, delay, queue=queue, settings=settings)
+
+
+def _requeue(
+    event_id: UUID, receipt_handle: str, delay: int, *, queue: Queue, settings: ProcessSettings
+) -> None:
     try:
-        requeue_job(settings.jobs_queue_url, event_id, receipt_handle, delay)
+        queue.requeue_job(settings.jobs_queue_url, event_id, receipt_handle, delay)
     except QueueUnavailable as error:
         logger.warning("job not re-sent", extra={"reason": str(error)})
         raise
-
-
-def _record_progress(event_id: UUID, claim: Claim, steps: list[Step]) -> None:
-    if not jobs.record_progress(event_id, claim.attempt, _stored(steps)):
-        raise ClaimLost(event_id)
 
 
 def _complete(
@@ -121,9 +294,16 @@ def _complete(
     result: JobResult,
     steps: list[Step],
     cache_key: str,
+    progress: Progress | None,
+    *,
+    store: Store,
+    queue: Queue,
     settings: ProcessSettings,
 ) -> None:
-    if jobs.complete_job(event_id, claim.attempt, result.model_dump(mode="json"), _stored(steps), cache_key):
+    stored_progress = progress.model_dump() if progress else None
+    if store.complete_job(
+        event_id, claim.attempt, result.model_dump(mode="json"), _stored(steps), cache_key, stored_progress
+    ):
         metrics.add_metric(name="JobsCompleted", unit="Count", value=1)
         if result.cached:
             metrics.add_metric(name="JobsServedFromCache", unit="Count", value=1)
@@ -133,13 +313,41 @@ def _complete(
         logger.info(
             "job completed", extra={"checklist_items": len(result.checklist), "cached": result.cached}
         )
-        _announce(event_id, claim, settings)
+        _announce(event_id, claim, queue=queue, settings=settings)
     else:
         logger.warning("job result discarded: the job was cancelled or taken over by a newer attempt")
 
 
-def _explain_unclaimable(event_id: UUID) -> None:
-    status = jobs.job_status(event_id)
+def _fail(
+    event_id: UUID,
+    claim: Claim,
+    kind: str,
+    message: str,
+    steps: list[Step],
+    *,
+    store: Store,
+    queue: Queue,
+    settings: ProcessSettings,
+) -> None:
+    error = JobError(type=kind, message=message)
+    if store.fail_job(event_id, claim.attempt, error.model_dump(), _stored(steps)):
+        metrics.add_metric(name="JobsFailed", unit="Count", value=1)
+        logger.warning("job failed", extra={"error_type": kind})
+        _announce(event_id, claim, queue=queue, settings=settings)
+
+
+def _announce(event_id: UUID, claim: Claim, *, queue: Queue, settings: ProcessSettings) -> None:
+    """A finished job with a callback_url is queued for its webhook (logic/notification.py)."""
+    if not claim.callback_url:
+        return
+    try:
+        queue.enqueue_job(settings.webhook_queue_url, event_id)
+    except QueueUnavailable:
+        logger.warning("webhook not queued; the sweeper will send it", extra={"event_id": str(event_id)})
+
+
+def _explain_unclaimable(store: Store, event_id: UUID) -> None:
+    status = store.job_status(event_id)
     if status in FINISHED:
         logger.info("duplicate delivery of a finished job ignored", extra={"status": status})
         return
@@ -148,19 +356,15 @@ def _explain_unclaimable(event_id: UUID) -> None:
     raise JobNotClaimable(f"job {event_id} is being processed by another delivery")
 
 
-def _fail(
-    event_id: UUID, claim: Claim, kind: str, message: str, steps: list[Step], settings: ProcessSettings
-) -> None:
-    error = JobError(type=kind, message=message)
-    if jobs.fail_job(event_id, claim.attempt, error.model_dump(), _stored(steps)):
-        metrics.add_metric(name="JobsFailed", unit="Count", value=1)
-        logger.warning("job failed", extra={"error_type": kind})
-        _announce(event_id, claim, settings)
-
-
-def _announce(event_id: UUID, claim: Claim, settings: ProcessSettings) -> None:
-    if claim.callback_url:
-        announce_finished(settings.webhook_queue_url, event_id)
+def _chunk_result(row: dict) -> ChunkResult:
+    return ChunkResult(
+        index=row["chunk_index"],
+        fingerprint=row["fingerprint"],
+        extraction=ChunkExtraction.model_validate(row["result"]),
+        input_tokens=row["input_tokens"],
+        output_tokens=row["output_tokens"],
+        model=row["model"],
+    )
 
 
 def _stored(steps: list[Step]) -> list[dict]:
