@@ -113,6 +113,10 @@ class FakeJobStore:
             "never finished",
         )
 
+    def fail_expired_uploads(self, grace_seconds: float) -> list[dict]:
+        # The fake holds no jobs awaiting an upload (tests/integration/test_intake.py covers expiry).
+        return []
+
     def fail_jobs_out_of_budget(
         self, budget_seconds: float, silent_seconds: float, budget: str
     ) -> list[dict]:

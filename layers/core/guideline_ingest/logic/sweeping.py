@@ -49,6 +49,8 @@ class SweepingStore(Protocol):
 
     def mark_lost_webhooks_enqueued(self, limit: int) -> list[UUID]: ...
 
+    def fail_expired_uploads(self, grace_seconds: float) -> list[dict]: ...
+
     def delete_expired_idempotency_keys(self) -> int: ...
 
 
@@ -62,9 +64,9 @@ def sweep(settings: SweeperSettings, *, store: SweepingStore, queue: SweepingQue
     silent = settings.jobs_visibility_timeout_seconds + settings.pending_grace_seconds
     failed = store.fail_abandoned_jobs(settings.max_receive_count)
     failed += store.fail_jobs_out_of_budget(
-    failed += fail_expired_uploads(store=store)
         settings.retry_budget_seconds, silent, describe_duration(settings.retry_budget_seconds)
     )
+    failed += fail_expired_uploads(store=store)
     forgotten = store.mark_forgotten_jobs_enqueued(silent, BATCH_LIMIT)
     queue.enqueue_jobs(settings.jobs_queue_url, forgotten)
     # Webhooks of the jobs failed just now, and deliveries whose message was lost.
