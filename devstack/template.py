@@ -174,9 +174,9 @@ def queue_arn(name: str, region: str = REGION) -> str:
     return f"arn:aws:sqs:{region}:{ACCOUNT_ID}:{name}"
 
 
-def bucket_name(logical_id: str) -> str:
-    """A bucket without a BucketName is named by its logical id, in the lower case S3 wants."""
-    return logical_id.lower()
+def bucket_name(logical_id: str, name_suffix: str | None = None) -> str:
+    """A bucket without a BucketName is named as CloudFormation would, in the lower case S3 wants."""
+    return f"{STACK_NAME}-{logical_id}-{name_suffix or 'local'}".lower()
 
 
 # --- intrinsic functions -----------------------------------------------------------------------
@@ -406,7 +406,7 @@ def load_template(
         elif kind == "AWS::S3::Bucket":
             name = props.get("BucketName")
             if not isinstance(name, str):  # CloudFormation's names are lower case
-                name = f"{STACK_NAME}-{logical_id}-{name_suffix or 'local'}".lower()
+                name = bucket_name(logical_id, name_suffix)
             refs[logical_id] = name
         elif kind == "AWS::Serverless::Function":
             refs[logical_id] = logical_id

@@ -92,9 +92,6 @@ class CodeBase:
             for qualname, function in self.functions.items()
             if (service := self._returns_boto3_client(function))
         }
-        # (function, parameter) -> the modules passed to it: the seams.
-        self.bindings: dict[tuple[str, str], set[str]] = {}
-        self._bind_seams()
 
     # --- names -------------------------------------------------------------------------------------
 
@@ -257,7 +254,10 @@ class CodeBase:
                 where = f"{function.module}:{node.lineno}"
                 func = node.func
                 if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Call):
-                    service = self.client_factories.get(self.resolve_in(function, func.value.func) or "")
+                    service = next(
+                        filter(None, map(self.client_factories.get, self.targets(function, func.value.func))),
+                        None,
+                    )
                     if service:
                         argument = _keyword(node, RESOURCE_PARAMETER.get(service, ""))
                         operation = PRESIGNED.get(func.attr) or _pascal(func.attr)

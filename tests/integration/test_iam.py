@@ -15,13 +15,15 @@ import pytest
 import yaml
 from aws_calls import CodeBase
 
-from devstack.template import ACCOUNT_ID, REGION, load_template, load_yaml
+from devstack.template import ACCOUNT_ID, REGION, bucket_name, load_template, load_yaml
 from guideline_ingest.objects import DOCUMENT_PREFIX, UPLOAD_PREFIX
 
 from iam_roles import EVENT_SOURCE_ACTIONS, function_roles, iam_action, queue_arn_from_url
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = ROOT / "infra" / "template.yaml"
+# The documents bucket as the local runner names it (devstack.template.bucket_name).
+BUCKET = bucket_name("DocumentsBucket")
 LAYER_DIR = ROOT / "layers" / "core"
 # Deployed "the cloud way": both secrets from Secrets Manager, so the secret reads are checked too.
 SECRET_PARAMETERS = {
@@ -110,14 +112,14 @@ def test_the_scan_finds_each_call_the_code_makes():
         ("sqs:SendMessage", "JobsQueue"),  # enqueue_job
         ("sqs:SendMessage", "WebhookQueue"),  # a cancelled job's webhook
         # put_document, and the presigned upload form, which S3 authorizes as this role's PutObject
-        ("s3:PutObject", "documentsbucket"),
+        ("s3:PutObject", BUCKET),
         database,
     }
     # The status function also registers the writing routes (for the OpenAPI document), but
     # API Gateway never routes them to it: their queue calls are not its calls.
     assert short("StatusFunction") == {database}
     # s3:GetObject (load_document) once functions/process/app.py passes the loader to process_job.
-    assert short("ProcessFunction") - {("s3:GetObject", "documentsbucket")} == {
+    assert short("ProcessFunction") - {("s3:GetObject", BUCKET)} == {
         ("sqs:SendMessage", "JobsQueue"),  # requeue_job: a job given back, re-sent delayed
         ("sqs:DeleteMessage", "JobsQueue"),  # requeue_job deletes the message it replaces
         ("sqs:SendMessage", "WebhookQueue"),  # announce_finished
@@ -167,9 +169,9 @@ def test_the_document_loader_wired_as_a_partial_is_seen_with_its_bucket(tmp_path
         ("secretsmanager", "GetSecretValue", "DATABASE_SECRET_ARN"),  # every function's database
     }
     role = function_roles(TEMPLATE_PATH)["ProcessFunction"]
-    assert role.allows("s3:GetObject", "arn:aws:s3:::documentsbucket/uploads/owner/event/token")
-    assert role.allows("s3:GetObject", "arn:aws:s3:::documentsbucket/documents/owner/event/token")
-    assert not role.allows("s3:PutObject", "arn:aws:s3:::documentsbucket/uploads/owner/event/token")
+    assert role.allows("s3:GetObject", f"arn:aws:s3:::{BUCKET}/uploads/owner/event/token")
+    assert role.allows("s3:GetObject", f"arn:aws:s3:::{BUCKET}/documents/owner/event/token")
+    assert not role.allows("s3:PutObject", f"arn:aws:s3:::{BUCKET}/uploads/owner/event/token")
     assert not role.allows("s3:GetObject", "arn:aws:s3:::someotherbucket/uploads/x")
 
 
@@ -191,6 +193,9 @@ def test_the_check_reports_exactly_what_the_old_policies_lacked(tmp_path):
         ("ProcessFunction", "sqs:SendMessage", "WebhookQueue"),
         ("ProcessFunction", "sqs:SendMessage", "JobsQueue"),  # issue 13's delayed re-send
         ("WebhookFunction", "sqs:ChangeMessageVisibility", "WebhookQueue"),
+        # issue 26: the document a job came from, read by the loader
+        ("ProcessFunction", "s3:GetObject", f"{BUCKET}/documents/owner/event/key"),
+        ("ProcessFunction", "s3:GetObject", f"{BUCKET}/uploads/owner/event/key"),
     }
 
 

@@ -44,14 +44,20 @@ def start_uploaded_jobs(
         if not str(record.get("eventName", "")).startswith("ObjectCreated"):
             continue
         key = unquote_plus(record["s3"]["object"]["key"])
-        event_id = _start(key, int(record["s3"]["object"].get("size", 0)), store, queue, jobs_queue_url)
+        event_id = _start(
+            key,
+            int(record["s3"]["object"].get("size", 0)),
+            store=store,
+            queue=queue,
+            jobs_queue_url=jobs_queue_url,
+        )
         if event_id is not None:
             started.append(event_id)
     return started
 
 
 def _start(
-    key: str, size_bytes: int, store: UploadStore, queue: JobQueue, jobs_queue_url: str
+    key: str, size_bytes: int, *, store: UploadStore, queue: JobQueue, jobs_queue_url: str
 ) -> UUID | None:
     if not key.startswith(UPLOAD_PREFIX):
         logger.warning("object outside the uploads prefix ignored", extra={"key": key})
