@@ -18,8 +18,8 @@ import pytest
 import requests
 
 from devstack.stack import Stack
-from guideline_ingest.models import JobStatus
 from guideline_ingest.documents.formats import MEDIA_TYPES
+from guideline_ingest.models import JobStatus
 
 from support import local_only
 

@@ -10,7 +10,6 @@ from guideline_ingest import db
 from guideline_ingest.config import database_settings
 
 from conftest import event, http
-from support import template_environment
 
 
 def status_event(event_id: str, api_key_id: str = "dev0000001") -> dict:
