@@ -259,7 +259,7 @@ class Stack:
             return
         import psycopg
 
-        from guideline_ingest.models import JobStatus
+        from guideline_ingest.status import JobStatus
 
         unfinished = [JobStatus.PENDING.value, JobStatus.PROCESSING.value]
         with psycopg.connect(self.database_url) as connection:

@@ -14,22 +14,8 @@ from uuid import UUID
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr, StringConstraints
 
 from guideline_ingest.config import max_document_chars
+from guideline_ingest.status import JobStatus
 from guideline_ingest.webhooks import check_callback_url
-
-
-class JobStatus(StrEnum):
-    # Its document is being uploaded to the presigned form; the upload's arrival makes it PENDING.
-    AWAITING_UPLOAD = "AWAITING_UPLOAD"
-    PENDING = "PENDING"
-    PROCESSING = "PROCESSING"
-    COMPLETED = "COMPLETED"
-    FAILED = "FAILED"
-    CANCELLED = "CANCELLED"
-
-    @property
-    def is_terminal(self) -> bool:
-        return self in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
-
 
 Guidelines = Annotated[
     StrictStr,
