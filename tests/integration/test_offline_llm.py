@@ -18,7 +18,6 @@ from pydantic import BaseModel, ConfigDict
 from devstack.offline_llm import OfflineLLM, split_sentences
 from guideline_ingest.models import Checklist
 
-pytestmark = pytest.mark.integration
 
 GUIDELINES = """# Security guidelines
 
