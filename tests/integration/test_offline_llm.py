@@ -18,7 +18,6 @@ from pydantic import BaseModel, ConfigDict
 from devstack.offline_llm import OfflineLLM, split_sentences
 from guideline_ingest.models import Checklist
 
-
 GUIDELINES = """# Security guidelines
 
 1. All employees must enable multi-factor authentication on every account.
