@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import uuid
 
 import pytest
 
@@ -65,7 +66,8 @@ def test_a_duplicate_delivery_of_a_finished_job_runs_nothing(invoke, queues, dat
 
 
 def test_concurrent_deliveries_run_the_chain_once(invoke, queues, database, offline_llm, functions):
-    event_id = submitted(invoke)
+    # A text of its own: a result cached for the shared sample text would answer without the LLM.
+    event_id = submitted(invoke, f"Staff must wear badges in building {uuid.uuid4()}.")
     offline_llm.set_faults(latency_ms=300)
     results = []
     # Two execution environments (module state of their own: batch processor, LLM client);
