@@ -81,6 +81,11 @@ for function in SubmitFunction StatusFunction ProcessFunction SweeperFunction We
             WEBHOOK_SIGNING_SECRET=import-check-webhook-signing-secret-0123456789 \
             DOCUMENTS_BUCKET=import-check MAX_DOCUMENT_BYTES=52428800 UPLOAD_EXPIRY_SECONDS=900 \
             MAX_DOCUMENT_PAGES=2000 MAX_DOCUMENT_CHARS=10000000 \
+            DATABASE_SSLMODE=require CACHE_SHARED_ACROSS_API_KEYS=false CHUNK_PARALLELISM=4 \
+            CHUNK_TOKEN_BUDGET=8000 JOBS_VISIBILITY_TIMEOUT_SECONDS=905 MAX_RECEIVE_COUNT=5 \
+            OPENAI_MODEL=gpt-4o-mini OPENAI_TIMEOUT_SECONDS=60 PENDING_GRACE_SECONDS=120 \
+            RETRY_BACKOFF_BASE_SECONDS=30 RETRY_BACKOFF_CAP_SECONDS=900 RETRY_BUDGET_SECONDS=21600 \
+            WEBHOOK_MAX_ATTEMPTS=8 \
             DATABASE_URL=postgresql://import-check@127.0.0.1:1/none POWERTOOLS_TRACE_DISABLED=true \
             "$python312" -S -c 'import app; assert callable(app.handler)'
     ) || fail "$function does not import from its LocalStack package alone"
