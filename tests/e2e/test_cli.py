@@ -32,6 +32,7 @@ GUIDELINES = (
     "Never share credentials with anyone. Incidents must be reported within 24 hours."
 )
 LOCAL_ONLY = {"OPENAI_API_KEY": "", "OPENAI_BASE_URL": "", "DATABASE_URL": "", "API_KEYS": KEYS}
+DOCUMENTS = Path(__file__).resolve().parents[1] / "fixtures" / "documents"
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 # Variables that would change what the CLI reads or how rich renders; the tests set their own.
 CLEARED = ("INGEST_BASE_URL", "INGEST_API_KEY", "FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "COLUMNS")
@@ -129,6 +130,26 @@ def test_submit_wait_json_prints_the_final_job(cli, document):
     assert job["result"]["checklist"]
     assert [step["status"] for step in job["steps"]] == ["COMPLETED", "COMPLETED"]
     assert job["usage"]["input_tokens"] > 0
+
+
+@pytest.mark.parametrize(
+    ("name", "where"),
+    [("NIST_cybersecurity-framework-021214.pdf", "page"), ("security-assessment-execution.docx", "section")],
+)
+def test_submit_upload_posts_the_file_to_the_presigned_form_and_the_job_completes(cli, name, where):
+    # The real presigned POST to the stack's S3, whose notification reaches the uploads queue and
+    # the upload function: only that can start a job that waits for its upload.
+    path = DOCUMENTS / name
+    code, out, err = cli("submit", str(path), "--upload", "--wait")
+
+    assert code == 0, err
+    assert f"uploaded {path.stat().st_size:,} bytes" in err
+    job = cli.json("status", UUID.search(out).group())
+    assert job["status"] == "COMPLETED"
+    assert job["document"]["filename"] == name and job["document"]["size_bytes"] == path.stat().st_size
+    items = job["result"]["checklist"]
+    assert items
+    assert all(item["locations"] and all(loc[where] for loc in item["locations"]) for item in items)
 
 
 def test_submit_without_wait_prints_only_the_event_id(cli, document):
