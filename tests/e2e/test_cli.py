@@ -355,7 +355,7 @@ def test_settings_dotenv_names(tmp_path):
 
 
 def write_stack_state(checkout: Path, pid: int, api: str) -> None:
-    (checkout / ".local").mkdir(parents=True)
+    (checkout / ".local").mkdir(parents=True, exist_ok=True)
     (checkout / ".local" / "devstack.json").write_text(json.dumps({"pid": pid, "api": api}), encoding="utf-8")
 
 
@@ -367,6 +367,26 @@ def test_without_settings_the_cli_finds_the_running_stack_and_the_runners_key(tm
     found = resolve(environ={}, cwd=tmp_path)
 
     assert (found.base_url, found.api_key) == ("http://127.0.0.1:4567/v1", "example-key")
+
+
+def test_without_settings_the_cli_finds_the_running_localstack_deployment_and_its_key(tmp_path):
+    """`make localstack` writes its API and key (localstack/host.py); `make dev`, if it runs too, wins."""
+    state = tmp_path / ".local" / "localstack" / "api.json"
+    state.parent.mkdir(parents=True)
+    api = "http://localhost:4566/_aws/execute-api/abc123/v1/"
+    state.write_text(
+        json.dumps({"pid": os.getpid(), "api": api, "api_key": "deployed-key"}), encoding="utf-8"
+    )
+    (tmp_path / ".env.example").write_text("API_KEYS=example-key\n", encoding="utf-8")
+
+    found = resolve(environ={}, cwd=tmp_path)
+    keyed = resolve(environ={"INGEST_API_KEY": "mine"}, cwd=tmp_path)
+    write_stack_state(tmp_path, os.getpid(), "http://127.0.0.1:4567/v1")
+    both = resolve(environ={}, cwd=tmp_path)
+
+    assert (found.base_url, found.api_key) == (api.rstrip("/"), "deployed-key")
+    assert keyed.api_key == "mine"
+    assert (both.base_url, both.api_key) == ("http://127.0.0.1:4567/v1", "example-key")
 
 
 def test_without_a_running_stack_or_settings_the_cli_says_what_to_do(tmp_path):
