@@ -13,6 +13,9 @@ import pytest
 import requests
 
 from ingest_cli.__main__ import main
+from ingest_cli.client import Client
+from ingest_cli.errors import ApiError
+from ingest_cli.settings import Settings
 
 from .test_contract import finished
 
@@ -99,6 +102,11 @@ def test_s3_refuses_an_upload_outside_the_forms_policy(stack):
     assert too_large.status_code == 400 and "<Code>EntityTooLarge</Code>" in too_large.text
     too_small = post(form["fields"], data[:-10], "text/html")
     assert too_small.status_code == 400 and "<Code>EntityTooSmall</Code>" in too_small.text
+
+    # The CLI's uploader says what S3 said.
+    client = Client(Settings(stack.api_url, stack.api_key))
+    with pytest.raises(ApiError, match=r"refused \(400\): EntityTooLarge: Your proposed upload exceeds"):
+        client.upload(form, data + b"<p>changed since</p>", on_progress=lambda _sent, _total: None)
 
     # Nothing was stored, so nothing was announced: the job still waits for its file.
     assert stack.get(f"jobs/{accepted['event_id']}", stack.api_key).json()["status"] == "AWAITING_UPLOAD"
