@@ -69,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     submit.add_argument("--json", action="store_true", help="print the API's JSON instead of tables")
     submit.add_argument(
+        "--upload",
+        action="store_true",
+        help="send the file through an upload form straight to the bucket, whatever its size",
+    )
+    submit.add_argument(
         "--idempotency-key", metavar="KEY", help="retry safely: the same key returns the same job"
     )
 
@@ -92,7 +97,9 @@ def run(args: argparse.Namespace, io: commands.Io) -> int:
     settings = resolve(getattr(args, "base_url", None), getattr(args, "api_key", None))
     client = Client(settings)
     if args.command == "submit":
-        return commands.submit(client, io, args.file, args.wait, args.json, args.idempotency_key)
+        return commands.submit(
+            client, io, args.file, args.wait, args.json, args.idempotency_key, force_upload=args.upload
+        )
     if args.command == "status":
         return commands.status(client, io, args.event_id, args.json)
     if args.command == "list":

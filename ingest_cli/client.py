@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import socket
 import urllib.error
 import urllib.request
@@ -109,8 +110,7 @@ class Client:
         finally:
             connection.close()
         if response.status >= 300:
-            detail = raw.decode("utf-8", "replace").strip()[:300]
-            raise ApiError(f"the upload was refused ({response.status}): {detail}", response.status)
+            raise ApiError(f"the upload was refused ({response.status}): {_s3_error(raw)}", response.status)
 
     def job(self, event_id: str) -> Reply:
         return self.request("GET", f"/jobs/{_segment(event_id)}")
@@ -169,6 +169,16 @@ class Client:
         else:
             why = str(getattr(reason, "strerror", None) or reason)
         return Unreachable(f"cannot reach {self.base_url}: {why}")
+
+
+def _s3_error(raw: bytes) -> str:
+    """S3's XML error as `Code: Message` (e.g. the file no longer matching the form's size range),
+    else the start of the body."""
+    text = raw.decode("utf-8", "replace")
+    code, message = (re.search(rf"<{tag}>([^<]*)</{tag}>", text) for tag in ("Code", "Message"))
+    if code:
+        return code.group(1) + (f": {message.group(1)}" if message else "")
+    return text.strip()[:300]
 
 
 def _quoted(filename: str) -> str:

@@ -109,14 +109,22 @@ def media_type_of(source: str) -> str:
     return "text/plain" if source == "-" else DOCUMENT_TYPES.get(Path(source).suffix.lower(), "text/plain")
 
 
-def send(client: Client, io: Io, file: str, idempotency_key: str | None, show_progress: bool) -> dict:
-    """Plain text as JSON, a small document as the body, anything larger through an upload form."""
+def send(
+    client: Client,
+    io: Io,
+    file: str,
+    idempotency_key: str | None,
+    show_progress: bool,
+    force_upload: bool = False,
+) -> dict:
+    """Plain text as JSON, a small document as the body, anything larger (or any file, with
+    `force_upload`) through an upload form."""
     raw = read_bytes(file)
     media_type = media_type_of(file)
     filename = None if file == "-" else Path(file).name
     if not raw.strip():
         raise UsageError(f"{filename or 'standard input'} is empty: there is nothing to submit")
-    if len(raw) <= INLINE_MAX_BYTES:
+    if len(raw) <= INLINE_MAX_BYTES and not force_upload:
         if media_type == "text/plain":
             return client.submit(read_guidelines(file, raw), idempotency_key)
         return client.submit_document(raw, media_type, filename, idempotency_key)
@@ -142,8 +150,16 @@ def send(client: Client, io: Io, file: str, idempotency_key: str | None, show_pr
     return accepted
 
 
-def submit(client: Client, io: Io, file: str, wait: bool, as_json: bool, idempotency_key: str | None) -> int:
-    accepted = send(client, io, file, idempotency_key, show_progress=not as_json)
+def submit(
+    client: Client,
+    io: Io,
+    file: str,
+    wait: bool,
+    as_json: bool,
+    idempotency_key: str | None,
+    force_upload: bool = False,
+) -> int:
+    accepted = send(client, io, file, idempotency_key, show_progress=not as_json, force_upload=force_upload)
     event_id = str(accepted["event_id"])
     if not wait:
         if as_json:

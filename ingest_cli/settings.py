@@ -3,7 +3,8 @@
 Nothing is assumed: without a flag, a variable or a `.env` entry, the base URL is the one the running
 `make dev` wrote to its state file (`.local/devstack.json`: port and stage included), and the key is
 the first of `API_KEYS` in `.env`, else in `.env.example` (the runner's own defaults), all in the
-current directory: in a checkout the CLI finds the local runner without any flag.
+current directory: in a checkout the CLI finds the local runner without any flag. Failing that, the
+API and the key the running `make localstack` deployed (`.local/localstack/api.json`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from ingest_cli.errors import UsageError
 
 # Written by `make dev` while it runs (devstack), relative to the checkout.
 STACK_STATE = Path(".local") / "devstack.json"
+# Written by `make localstack` once its deployment answers (localstack/host.py): its API and key.
+LOCALSTACK_STATE = Path(".local") / "localstack" / "api.json"
 
 
 @dataclass(frozen=True)
@@ -44,16 +47,22 @@ def _first_key(dotenv: Mapping[str, str]) -> str | None:
     return keys[0] if keys else None
 
 
-def running_stack_url(state_file: Path) -> str | None:
-    """The API URL of the `make dev` that wrote `state_file`, if that process still runs."""
+def running_stack_state(state_file: Path) -> dict:
+    """What the `make dev` or `make localstack` that wrote `state_file` said, if that process still
+    runs; else nothing."""
     try:
         state = json.loads(state_file.read_text(encoding="utf-8"))
         os.kill(int(state["pid"]), 0)
     except PermissionError:  # alive, another user's
         pass
     except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return state.get("api") or None
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
+def running_stack_url(state_file: Path) -> str | None:
+    """The API URL of the `make dev` that wrote `state_file`, if that process still runs."""
+    return running_stack_state(state_file).get("api") or None
 
 
 def resolve(
@@ -71,14 +80,21 @@ def resolve(
         or dotenv.get("INGEST_BASE_URL")
         or running_stack_url(cwd / STACK_STATE)
     )
+    localstack: dict = {}
+    if not url:
+        localstack = running_stack_state(cwd / LOCALSTACK_STATE)
+        url = localstack.get("api")
     if not url:
         raise UsageError(
-            "no API to call: start `make dev` in this directory, or give --base-url (or INGEST_BASE_URL)"
+            "no API to call: start `make dev` (or `make localstack`) in this directory, "
+            "or give --base-url (or INGEST_BASE_URL)"
         )
     key = (
         api_key
         or environ.get("INGEST_API_KEY")
         or dotenv.get("INGEST_API_KEY")
+        # The deployment's own key: the runner's API_KEYS mean nothing to LocalStack's gateway.
+        or localstack.get("api_key")
         or _first_key(dotenv)
         or _first_key(read_dotenv(cwd / ".env.example"))
     )

@@ -28,6 +28,8 @@ PORT = 4566
 ENDPOINT = f"http://127.0.0.1:{PORT}"
 EXECUTOR = "local-process"
 HEALTH_TIMEOUT_SECONDS = 120
+# The API and key of the running deployment, for `ingest` in this checkout (ingest_cli/settings.py).
+API_STATE = DATA_DIR / "api.json"
 # LocalStack's process runs this: it serves as `python -m localstack.runtime.main` does, and a thread
 # reads its stdin, a pipe from host.py. The pipe closes when host.py stops it, or when host.py dies
 # however it dies (SIGKILL of make's process group included, which LocalStack, in a session of its
@@ -209,6 +211,17 @@ def forget_dead_handles(pgdata: Path) -> None:
         handles.write_text(json.dumps([pid for pid in pids if Path(f"/proc/{pid}").exists()]))
 
 
+def write_api_state(deployment) -> None:
+    """Lets `ingest` find this deployment without flags while this process runs. Holds the API key:
+    readable by this user only."""
+    state = {"pid": os.getpid(), "api": deployment.api_url, "api_key": deployment.api_key}
+    API_STATE.unlink(missing_ok=True)
+    descriptor = os.open(API_STATE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        json.dump(state, file)
+    print(f"`ingest` in this checkout now calls this deployment ({API_STATE})", flush=True)
+
+
 def _answers(endpoint: str) -> bool:
     try:
         with urllib.request.urlopen(f"{endpoint}/_localstack/health", timeout=2) as response:  # noqa: S310
@@ -244,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         host.start()
         print(f"LocalStack is up on {ENDPOINT}", flush=True)
         if deploy:
-            host.deploy()
+            write_api_state(host.deploy())
         print(f"LocalStack's log: {host.log_path}. Ctrl-C stops LocalStack, PostgreSQL and the LLM.")
         while host.localstack.poll() is None:
             time.sleep(0.5)
@@ -253,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 0
     finally:
+        API_STATE.unlink(missing_ok=True)
         print("stopping", flush=True)
         host.stop()
         print("stopped", flush=True)

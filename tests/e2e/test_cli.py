@@ -32,6 +32,7 @@ GUIDELINES = (
     "Never share credentials with anyone. Incidents must be reported within 24 hours."
 )
 LOCAL_ONLY = {"OPENAI_API_KEY": "", "OPENAI_BASE_URL": "", "DATABASE_URL": "", "API_KEYS": KEYS}
+DOCUMENTS = Path(__file__).resolve().parents[1] / "fixtures" / "documents"
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 # Variables that would change what the CLI reads or how rich renders; the tests set their own.
 CLEARED = ("INGEST_BASE_URL", "INGEST_API_KEY", "FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "COLUMNS")
@@ -129,6 +130,26 @@ def test_submit_wait_json_prints_the_final_job(cli, document):
     assert job["result"]["checklist"]
     assert [step["status"] for step in job["steps"]] == ["COMPLETED", "COMPLETED"]
     assert job["usage"]["input_tokens"] > 0
+
+
+@pytest.mark.parametrize(
+    ("name", "where"),
+    [("NIST_cybersecurity-framework-021214.pdf", "page"), ("security-assessment-execution.docx", "section")],
+)
+def test_submit_upload_posts_the_file_to_the_presigned_form_and_the_job_completes(cli, name, where):
+    # The real presigned POST to the stack's S3, whose notification reaches the uploads queue and
+    # the upload function: only that can start a job that waits for its upload.
+    path = DOCUMENTS / name
+    code, out, err = cli("submit", str(path), "--upload", "--wait")
+
+    assert code == 0, err
+    assert f"uploaded {path.stat().st_size:,} bytes" in err
+    job = cli.json("status", UUID.search(out).group())
+    assert job["status"] == "COMPLETED"
+    assert job["document"]["filename"] == name and job["document"]["size_bytes"] == path.stat().st_size
+    items = job["result"]["checklist"]
+    assert items
+    assert all(item["locations"] and all(loc[where] for loc in item["locations"]) for item in items)
 
 
 def test_submit_without_wait_prints_only_the_event_id(cli, document):
@@ -334,7 +355,7 @@ def test_settings_dotenv_names(tmp_path):
 
 
 def write_stack_state(checkout: Path, pid: int, api: str) -> None:
-    (checkout / ".local").mkdir(parents=True)
+    (checkout / ".local").mkdir(parents=True, exist_ok=True)
     (checkout / ".local" / "devstack.json").write_text(json.dumps({"pid": pid, "api": api}), encoding="utf-8")
 
 
@@ -346,6 +367,26 @@ def test_without_settings_the_cli_finds_the_running_stack_and_the_runners_key(tm
     found = resolve(environ={}, cwd=tmp_path)
 
     assert (found.base_url, found.api_key) == ("http://127.0.0.1:4567/v1", "example-key")
+
+
+def test_without_settings_the_cli_finds_the_running_localstack_deployment_and_its_key(tmp_path):
+    """`make localstack` writes its API and key (localstack/host.py); `make dev`, if it runs too, wins."""
+    state = tmp_path / ".local" / "localstack" / "api.json"
+    state.parent.mkdir(parents=True)
+    api = "http://localhost:4566/_aws/execute-api/abc123/v1/"
+    state.write_text(
+        json.dumps({"pid": os.getpid(), "api": api, "api_key": "deployed-key"}), encoding="utf-8"
+    )
+    (tmp_path / ".env.example").write_text("API_KEYS=example-key\n", encoding="utf-8")
+
+    found = resolve(environ={}, cwd=tmp_path)
+    keyed = resolve(environ={"INGEST_API_KEY": "mine"}, cwd=tmp_path)
+    write_stack_state(tmp_path, os.getpid(), "http://127.0.0.1:4567/v1")
+    both = resolve(environ={}, cwd=tmp_path)
+
+    assert (found.base_url, found.api_key) == (api.rstrip("/"), "deployed-key")
+    assert keyed.api_key == "mine"
+    assert (both.base_url, both.api_key) == ("http://127.0.0.1:4567/v1", "example-key")
 
 
 def test_without_a_running_stack_or_settings_the_cli_says_what_to_do(tmp_path):

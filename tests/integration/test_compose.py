@@ -55,6 +55,20 @@ def test_lambda_containers_join_the_named_network():
         assert network in service(name)["networks"], name
 
 
+def test_upload_forms_point_at_a_name_both_the_functions_and_this_machine_reach():
+    # The functions' AWS_ENDPOINT_URL, which the presigned forms carry, is built from
+    # HOSTNAME_FROM_LAMBDA: on the compose network it must be LocalStack (an alias), and on this
+    # machine the published loopback port (the name resolves to 127.0.0.1).
+    localstack = service("localstack")
+    hostname = localstack["environment"]["HOSTNAME_FROM_LAMBDA"]
+    network = localstack["environment"]["LAMBDA_DOCKER_NETWORK"]
+    assert hostname == "localhost.localstack.cloud"
+    assert hostname in localstack["networks"][network]["aliases"]
+    assert "127.0.0.1:4566:4566" in localstack["ports"]
+    # LocalStack makes HOSTNAME_FROM_LAMBDA the functions' DNS server when its own DNS server runs.
+    assert localstack["environment"]["DNS_ADDRESS"] == "0"
+
+
 def test_localstack_can_start_lambda_containers():
     assert "/var/run/docker.sock:/var/run/docker.sock" in service("localstack")["volumes"]
 

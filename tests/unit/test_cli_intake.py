@@ -101,3 +101,15 @@ def test_the_progress_bar_follows_the_chunks():
         == "███░░░░░░░░░ 3/12 chunks"
     )
     assert progress_bar({"progress": None}).plain == ""
+
+
+def test_upload_sends_even_a_small_file_through_the_upload_form(tmp_path):
+    path = tmp_path / "guide.docx"
+    path.write_bytes(b"PK\x03\x04 small")
+    client = FakeClient()
+
+    commands.send(client, quiet_io(), str(path), None, show_progress=False, force_upload=True)
+
+    docx = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+    size = path.stat().st_size
+    assert client.calls == [("form", docx, "guide.docx", size), ("upload", "uploads/x", size)]
