@@ -105,7 +105,7 @@ class ChainFailed(Exception):
 
 
 class ContinueLater(Exception):
-    """The invocation's time is nearly up with work left; every finished chunk has been stored."""
+    """The invocation's time is nearly up with work left; every finished chunk and merge is stored."""
 
     def __init__(self, progress: Progress):
         super().__init__(f"{progress.chunks_done} of {progress.chunks_total} chunks done")
