@@ -13,13 +13,14 @@ import subprocess
 import sys
 import time
 
-from bench import coldstart, handlers, report, stack
+from bench import coldstart, handlers, long_document, report, stack
 from bench.functions import ROOT
 
 PHASES = {
     "handlers": handlers,  # CPU and database round trips per request, in-process, against the floor
     "coldstart": coldstart,  # import time per function, package sizes after sam build
     "stack": stack,  # end to end against the ideal, and POST /jobs's promise, through the Stack
+    "long": long_document,  # 300 pages through the chain against the floor, at 500 and 1000 ms a call
 }
 DOCS = ROOT / "docs" / "performance.md"
 QUICK_OUT = ROOT / ".local" / "bench" / "quick.md"

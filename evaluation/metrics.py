@@ -11,14 +11,16 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
+from itertools import combinations
 
 # The targets of issue 27.
 RECALL_TARGET = 0.95
 PAGE_TARGET = 0.95
 DUPLICATES_TARGET = 0.02
 PAGE_TOLERANCE = 1
-# Two quotes overlap when the longest run of words they share is at least half the shorter one
-# (and this many words): the same passage twice, not a stock phrase of the document in two sentences.
+# Two quotes at one place overlap when one ends with words the other starts with, at least half
+# the shorter quote and this many words: a passage cut differently twice, not two neighbouring
+# sentences that name the same thing ("... the security group." "The security group may ...").
 OVERLAP_WORDS = 4
 
 _BROKEN_WORD = re.compile(r"[-\ufffe\u00ad]\s*\n\s*|\u00ad")
@@ -46,6 +48,7 @@ class Score:
     located_items: int  # items that cover a statement with a known page
     pages_right: int
     duplicates: int
+    similar: int  # items sharing most of a quote with another's: restatements, parallel duties
     dropped: int
     unverified: int  # returned quotes not found in the document's text
     tokens: int
@@ -94,7 +97,8 @@ def score(document: str, truth: dict, job: dict, text: str, seconds: float) -> S
         items=len(items),
         located_items=located,
         pages_right=right,
-        duplicates=len(overlapping(quotes)),
+        duplicates=len(duplicates(quotes, [_places(item) for item in items])),
+        similar=len(similar(quotes)),
         dropped=result.get("ungrounded_items_dropped", 0),
         unverified=sum(f" {' '.join(q)} " not in document_words for q in quotes),
         tokens=usage.get("input_tokens", 0) + usage.get("output_tokens", 0),
@@ -104,8 +108,49 @@ def score(document: str, truth: dict, job: dict, text: str, seconds: float) -> S
     )
 
 
-def overlapping(quotes: list[tuple[str, ...]]) -> set[int]:
-    """Indexes of the quotes that overlap another (see OVERLAP_WORDS)."""
+def duplicates(quotes: list[tuple[str, ...]], places: list[tuple[set, set]]) -> set[int]:
+    """Indexes of the items that quote a passage another item quotes too, at the same place: the
+    same words, one inside the other, or one running on into the other (the duplicates a merge
+    of chunks' items must catch). `places` holds each item's (pages, sections)."""
+    found = set()
+    for i, j in combinations(range(len(quotes)), 2):
+        if _same_place(places[i], places[j]) and _overlap(quotes[i], quotes[j]):
+            found |= {i, j}
+    return found
+
+
+def _places(item: dict) -> tuple[set, set]:
+    locations = item.get("locations") or []
+    return {loc.get("page") for loc in locations} - {None}, {loc.get("section") for loc in locations} - {None}
+
+
+def _same_place(first: tuple[set, set], second: tuple[set, set]) -> bool:
+    """Pages within PAGE_TOLERANCE (a quote across a page end), else the same section; an item
+    that names neither could stand anywhere."""
+    (pages, sections), (other_pages, other_sections) = first, second
+    if pages and other_pages:
+        return any(abs(p - q) <= PAGE_TOLERANCE for p in pages for q in other_pages)
+    if sections and other_sections:
+        return bool(sections & other_sections)
+    return True
+
+
+def _overlap(first: tuple[str, ...], second: tuple[str, ...]) -> bool:
+    short, long = sorted((first, second), key=len)
+    if not short or f" {' '.join(short)} " in f" {' '.join(long)} ":
+        return True
+    return any(
+        first[-size:] == second[:size] or second[-size:] == first[:size]
+        for size in range(max(OVERLAP_WORDS, -(-len(short) // 2)), len(short))
+    )
+
+
+def similar(quotes: list[tuple[str, ...]]) -> set[int]:
+    """Indexes of the quotes that share a long run of words with another, wherever they stand: the
+    longest run at least half the shorter quote (and OVERLAP_WORDS). Reported, not a target: it
+    counts the document's own restatements (a summary, an appendix that repeats the rules), duties
+    that share a stem ("the plan must require the sponsor to (i) ..., (ii) ...") and short quotes
+    that share a phrase, none of which two chunks' items can be merged into."""
     owners: dict[tuple[str, ...], set[int]] = {}
     for index, quote in enumerate(quotes):
         for start in range(len(quote) - OVERLAP_WORDS + 1):
@@ -129,6 +174,7 @@ def total(scores: list[Score]) -> Score:
         located_items=sum(s.located_items for s in scores),
         pages_right=sum(s.pages_right for s in scores),
         duplicates=sum(s.duplicates for s in scores),
+        similar=sum(s.similar for s in scores),
         dropped=sum(s.dropped for s in scores),
         unverified=sum(s.unverified for s in scores),
         tokens=sum(s.tokens for s in scores if s.pages),

@@ -93,15 +93,17 @@ def report(scores: list[Score], jobs: list[dict], llm: str) -> str:
     lines = [
         f"Evaluation against {llm}",
         "",
-        "| document | status | recall | page +-1 | duplicates | dropped | unfound | tokens/page | s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| document | status | recall | page +-1 | duplicates | similar | dropped | unfound | tokens/page "
+        "| s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for each, job in [*zip(scores, jobs, strict=True), (total(scores), {"status": ""})]:
         accuracy = "-" if each.page_accuracy is None else f"{each.page_accuracy:.1%} of {each.located_items}"
         per_page = "-" if each.tokens_per_page is None else f"{each.tokens_per_page:,.0f}"
         lines.append(
             f"| {each.document} | {job['status']} | {each.recall:.1%} ({each.covered}/{each.statements}) "
-            f"| {accuracy} | {each.duplicate_share:.1%} ({each.duplicates}/{each.items}) | {each.dropped} "
+            f"| {accuracy} | {each.duplicate_share:.1%} ({each.duplicates}/{each.items}) "
+            f"| {each.similar / max(each.items, 1):.1%} ({each.similar}) | {each.dropped} "
             f"| {each.unverified} | {per_page} | {each.seconds:.1f} |"
         )
     lines += ["", "Targets of issue 27, over all documents:"]

@@ -1,6 +1,6 @@
 """A long document through the process function in-process: the real openai client against the
-offline LLM, real PostgreSQL and SQS. An outage in the middle of the document: on recovery the job
-completes and no chunk is paid for twice."""
+offline LLM, real PostgreSQL and SQS. An outage in the middle of the document, or in its reduce: on
+recovery the job completes and no chunk nor merge is paid for twice."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from devstack.esm import lambda_sqs_record
+from guideline_ingest.logic.chain import MERGE_INSTRUCTIONS
 
 from conftest import job, sqs_event, submitted
 
@@ -89,11 +90,44 @@ def test_an_llm_outage_mid_document_resumes_and_pays_no_chunk_twice(
     # Each chunk answered exactly once over both deliveries: nothing stored was asked again.
     assert len(chunked.answered) == total and set(chunked.answered.values()) == {1}
     assert offline_llm.stats()["by_status"].keys() == {"200"}
-    assert len(chunk_rows(database, event_id)) == total
+    # The chunks, then the merge of their summaries (plain text: no sections).
+    assert [r["chunk_index"] for r in chunk_rows(database, event_id)][:total] == list(range(total))
     quotes = [item["source_quote"] for item in row["result"]["checklist"]]
     assert all(f"device {n} daily" in " ".join(quotes) for n in range(CLAUSES))
     assert row["steps"][0]["name"] == "extract"
-    assert row["steps"][0]["input_tokens"] == sum(r["input_tokens"] for r in chunk_rows(database, event_id))
+    assert row["steps"][0]["input_tokens"] == sum(
+        r["input_tokens"] for r in chunk_rows(database, event_id)[:total]
+    )
+
+
+def test_an_llm_outage_in_the_reduce_resumes_with_every_chunk_stored(
+    invoke, queues, chunked, database, offline_llm
+):
+    event_id = submitted(invoke, GUIDELINES)
+    # Every merge of summaries fails (its instructions are in the request); the map does not.
+    offline_llm.set_faults(fail_matching=MERGE_INSTRUCTIONS[:40])
+
+    assert invoke("process", delivered(queues)) == {"batchItemFailures": []}
+
+    row = job(database, event_id)
+    total = row["progress"]["chunks_total"]
+    assert row["status"] == "PENDING" and row["retries"] == 1
+    assert len(chunk_rows(database, event_id)) == total == row["progress"]["chunks_done"]
+
+    offline_llm.set_faults(reset=True)
+    offline_llm.reset_stats()
+    invoke("process", sqs_event(event_id))
+
+    row = job(database, event_id)
+    assert row["status"] == "COMPLETED" and row["result"]["summary"]
+    assert len(chunked.answered) == total and set(chunked.answered.values()) == {1}
+    # The second delivery asked only for the merges, and stored each after the chunks.
+    merges = offline_llm.stats()["requests"]
+    assert merges >= 1 and len(chunk_rows(database, event_id)) == total + merges
+    summarize = row["steps"][1]
+    assert summarize["name"] == "summarize" and summarize["input_tokens"] == sum(
+        r["input_tokens"] for r in chunk_rows(database, event_id)[total:]
+    )
 
 
 def test_a_document_longer_than_one_invocation_continues_in_its_next_deliveries(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from evaluation.metrics import covers, overlapping, score, targets, total, words
+from evaluation.metrics import covers, duplicates, score, similar, targets, total, words
 
 TEXT = (
     "Assessors should keep a log of their activities. Passwords must be at least 12 charac-\n"
@@ -92,7 +92,46 @@ def test_a_document_without_pages_has_no_page_accuracy_and_passes_that_target():
     assert targets(result)[2][1] is True
 
 
-def test_quotes_overlap_when_they_share_half_the_shorter_one_not_a_stock_phrase():
+def test_duplicates_are_one_passage_quoted_twice_at_one_place():
+    quotes = [
+        words("Assessors must keep logs daily."),
+        words("must keep logs daily"),  # inside the first, on its page
+        words("Operators shall rotate keys yearly and record each rotation in the register."),
+        words("record each rotation in the register. Auditors check the register."),  # runs on
+        words("The plan must require the sponsor to (i) protect the data it receives."),
+        words("The plan must require the sponsor to (ii) report any incident it finds."),  # a stem
+        words("Assessors must keep logs daily."),  # the first quote again, 20 pages on
+    ]
+    places = [
+        ({3}, set()),
+        ({3}, set()),
+        ({5}, set()),
+        ({6}, set()),
+        ({9}, set()),
+        ({9}, set()),
+        ({23}, set()),
+    ]
+
+    assert duplicates(quotes, places) == {0, 1, 2, 3}
+
+
+def test_without_pages_the_section_is_the_place_and_an_unplaced_item_could_be_anywhere():
+    quotes = [words("Keys must be rotated."), words("Keys must be rotated."), words("Keys must be rotated.")]
+
+    assert duplicates(quotes, [(set(), {"1 Keys"}), (set(), {"2 Logs"}), (set(), {"3 Other"})]) == set()
+    assert duplicates(quotes[:2], [(set(), {"1 Keys"}), (set(), set())]) == {0, 1}
+
+
+def test_neighbouring_sentences_that_name_one_thing_do_not_overlap():
+    quotes = [
+        words("Plans are written with the help of the organization's security group."),
+        words("The organization's security group may validate test systems before they connect."),
+    ]
+
+    assert duplicates(quotes, [({50}, set()), ({50}, set())]) == set()
+
+
+def test_similar_quotes_share_half_the_shorter_one_wherever_they_stand():
     quotes = [
         words("one two three four five six seven eight nine"),
         words("zero one two three four five six seven eight"),  # 8 of 9 words shared
@@ -102,7 +141,7 @@ def test_quotes_overlap_when_they_share_half_the_shorter_one_not_a_stock_phrase(
         words("Reports are filed as the assessment plan or ROE says, once a week, by the lead."),
     ]  # the last two share five words of a stock phrase, a third of either
 
-    assert overlapping(quotes) == {0, 1, 2, 3}
+    assert similar(quotes) == {0, 1, 2, 3}
 
 
 def test_a_failed_job_scores_nothing_and_totals_add_up():

@@ -249,8 +249,8 @@ def test_a_long_document_is_mapped_per_chunk_and_reduced_with_pages_and_sections
     extracts = extract_calls(llm)
     total = store.row["progress"]["chunks_total"]
     assert total > 2 and len(extracts) == total
-    # Each chunk stored, and each merged section summary after them.
-    assert sorted(store.chunks) == list(range(total + 2))
+    # Each chunk stored, then each section's merged summary and the document's.
+    assert sorted(store.chunks) == list(range(total + 3))
     # The user content of a map call is exactly its chunk's text; chunks tile the document.
     assert "".join(call["messages"][1]["content"] for call in extracts).strip() == document.text.strip()
     result = store.row["result"]
@@ -281,7 +281,7 @@ def test_out_of_time_with_chunks_left_continues_at_once_and_the_next_delivery_re
     while store.row["status"] == "PENDING":
         deliver(store, llm, document, seconds=100, parallelism=1)
 
-    assert store.row["status"] == "COMPLETED"
+    assert store.row["status"] == "COMPLETED" and store.row["retries"] == 0
     assert len(store.row["result"]["checklist"]) == 12
     assert set(llm.answered.values()) == {1}  # no chunk (nor anything else) asked twice
     assert len(extract_calls(llm)) == 6
@@ -305,6 +305,68 @@ def test_an_outage_in_the_middle_gives_the_job_back_and_no_finished_chunk_is_pai
     assert store.row["status"] == "COMPLETED"
     assert max(llm.answered.values()) == 1
     assert len(llm.answered) == 6 + sum(1 for c in llm.calls if "response_format" not in c)
+
+
+def merge_calls(llm: FakeLLM) -> list[dict]:
+    return [call for call in llm.calls if "response_format" not in call]
+
+
+def is_document_merge(request: dict) -> bool:
+    """The last merge: the sections' summaries, each under its heading."""
+    return "response_format" not in request and "1 Scope:\n" in request["messages"][1]["content"]
+
+
+def crashed(store: FakeStore) -> None:
+    """The worker died: its lease runs out and the job is PENDING again (as the sweeper leaves it)."""
+    assert store.row["status"] == "PROCESSING"
+    store.row["status"] = "PENDING"
+
+
+def test_a_crash_before_the_document_merge_resumes_with_every_chunk_and_section_summary_stored():
+    document = long_document()
+    store, llm = FakeStore(document.text), FakeLLM()
+    llm.fail = lambda request: RuntimeError("worker killed") if is_document_merge(request) else None
+
+    with pytest.raises(RuntimeError):
+        deliver(store, llm, document)
+    crashed(store)
+    paid = len(llm.answered)
+    llm.fail = lambda request: None
+    deliver(store, llm, document)
+
+    assert store.row["status"] == "COMPLETED"
+    assert max(llm.answered.values()) == 1  # no chunk nor section merge asked twice
+    assert len(llm.answered) == paid + 1  # only the document's merge
+    result = store.row["result"]
+    assert [section["section"] for section in result["sections"]] == ["1 Scope", "2 Controls"]
+    assert all(section["summary"] for section in result["sections"]) and result["summary"]
+    # The document's summary is made from the section summaries, not from the chunks'.
+    (document_merge,) = [call for call in llm.calls if is_document_merge(call)][-1:]
+    for section in result["sections"]:
+        assert section["summary"] in document_merge["messages"][1]["content"]
+
+
+def test_a_crash_after_the_reduce_completes_the_job_without_the_llm_with_the_same_usage():
+    document = long_document()
+    store, llm = FakeStore(document.text), FakeLLM()
+    complete = store.complete_job
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("worker killed before the result was stored")
+
+    store.complete_job = crash
+    with pytest.raises(RuntimeError):
+        deliver(store, llm, document)
+    crashed(store)
+    store.complete_job = complete
+    calls = len(llm.calls)
+    deliver(store, llm, document)
+
+    assert store.row["status"] == "COMPLETED"
+    assert len(llm.calls) == calls  # every chunk and every merge, the document's too, was stored
+    steps = {step["name"]: step for step in store.row["steps"]}
+    assert steps["extract"]["input_tokens"] == 10 * len(extract_calls(llm))
+    assert steps["summarize"]["input_tokens"] == 10 * len(merge_calls(llm)) == 30
 
 
 def test_a_transient_failure_past_the_retry_budget_fails_the_job():

@@ -5,9 +5,12 @@ reduced.
 - Several chunks (logic/chunking.py): map, one structured call per chunk, in parallel up to
   `parallelism`, each giving its items with verbatim quotes and its summary; each result is handed
   to `on_chunk` as it completes, to be stored, and a stored result is never asked for again. Then
-  reduce: the summaries are merged chunk -> top-level section -> document (plain calls), and the
-  items are verified, merged and ordered without the LLM (logic/merging.py).
-- Before the invocation's deadline, a chain with chunks left stops starting calls and raises
+  reduce: the summaries are merged chunk -> top-level section -> document (plain calls; a
+  section's merge starts in a free slot of the map as soon as its chunks are in), and the items
+  are verified, merged and ordered without the LLM (logic/merging.py) while the document's merge
+  runs. Every merge's answer is stored like a chunk's, keyed by what it merged, so a delivery
+  after a crash in the reduce pays for no merge twice either.
+- Before the invocation's deadline, a chain with chunks or merges left stops starting calls and raises
   ContinueLater once the calls under way have ended: the next delivery continues.
 
 Model, temperature and prompts live here, versioned together: a change to any of them is a new
@@ -102,7 +105,7 @@ class ChainFailed(Exception):
 
 
 class ContinueLater(Exception):
-    """The invocation's time is nearly up with work left; every finished chunk has been stored."""
+    """The invocation's time is nearly up with work left; every finished chunk and merge is stored."""
 
     def __init__(self, progress: Progress):
         super().__init__(f"{progress.chunks_done} of {progress.chunks_total} chunks done")
@@ -112,7 +115,8 @@ class ContinueLater(Exception):
 @dataclass(frozen=True)
 class ChunkResult:
     """One chunk's answer as stored: reused by a later delivery only for the same fingerprint
-    (same text, model and prompts)."""
+    (same text, model and prompts). A merge of summaries is stored the same way, after the chunks
+    (index chunks_total and up), with no items: its fingerprint is that of the summaries merged."""
 
     index: int
     fingerprint: str
@@ -150,6 +154,13 @@ class Chain:
     _started: float = 0.0
     # Top-level sections' merged summaries, made while the map still runs.
     _section_summaries: dict[str | None, str] = field(default_factory=dict)
+    # Merges of summaries by fingerprint: stored by earlier deliveries, or made in this one.
+    _merged: dict[str, ChunkResult] = field(default_factory=dict)
+    _merges_counted: set[str] = field(default_factory=set)
+    # Merges made in worker threads, to be handed to on_chunk by the chain's own thread.
+    _unsaved: list[ChunkResult] = field(default_factory=list)
+    _next_index: int = 0
+    _thread: threading.Thread | None = None
     # Usage is counted from the worker threads of the map and the reduce.
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -245,15 +256,28 @@ class Chain:
     ) -> JobResult:
         self.steps = pending_steps(chunked=True)
         self._begin(self.steps[0])
+        self._thread = threading.current_thread()
+        self._merged = {r.fingerprint: r for index, r in done.items() if index >= len(chunks)}
+        # New merges go after every stored row, so none overwrites a result still of use.
+        self._next_index = max([len(chunks) - 1, *done]) + 1
         results = self._step("extract", lambda: self._map(document, chunks, done))
         if not self._time_for_a_call():
             raise ContinueLater(self.progress)
         self._begin(self._named("summarize"))
         self.on_progress(self.steps, self.progress)
-        summary, sections = self._step("summarize", lambda: self._reduce_summaries(document, chunks, results))
-        checklist, dropped = build_checklist(
-            document, SearchableText(document.text), [(c, results[c.index].extraction.items) for c in chunks]
-        )
+        # The checklist needs no LLM: it is built while the document's merge waits on its call.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="checklist") as pool:
+            built = pool.submit(
+                lambda: build_checklist(
+                    document,
+                    SearchableText(document.text),
+                    [(c, results[c.index].extraction.items) for c in chunks],
+                )
+            )
+            summary, sections = self._step(
+                "summarize", lambda: self._reduce_summaries(document, chunks, results)
+            )
+            checklist, dropped = built.result()
         if dropped:
             logger.warning("ungrounded checklist items dropped", extra={"dropped": dropped})
         return JobResult(
@@ -274,15 +298,6 @@ class Chain:
                 step.input_tokens += stored.input_tokens
                 step.output_tokens += stored.output_tokens
         groups = self._groups(document, chunks)
-        # A section's merged summary is stored like a chunk, after the chunks (index: total + its
-        # position), so an invocation that runs out of time never loses a finished merge.
-        section_index = {name: len(chunks) + position for position, name in enumerate(groups)}
-        for name, index in section_index.items():
-            stored = done.get(index)
-            if stored is not None and stored.fingerprint == self._section_fingerprint(name, groups, results):
-                self._section_summaries[name] = stored.extraction.summary
-                self._named("summarize").input_tokens += stored.input_tokens
-                self._named("summarize").output_tokens += stored.output_tokens
         todo: list[tuple[str, object]] = [("chunk", chunk) for chunk in chunks if chunk.index not in results]
         todo[:0] = [("section", name) for name in groups if self._section_ready(name, groups, results)]
         self.progress = Progress(chunks_done=len(results), chunks_total=len(chunks))
@@ -298,9 +313,8 @@ class Chain:
                     if kind == "chunk":
                         future = pool.submit(self._extract, document, what)
                     else:
-                        future = pool.submit(
-                            self._merge_section, what, section_index[what], groups, dict(results)
-                        )
+                        parts = [results[index].extraction.summary for index in groups[what]]
+                        future = pool.submit(self._merge, parts, SECTION_SUMMARY_WORDS)
                     running[future] = (kind, what)
                 if not running:
                     break
@@ -308,10 +322,9 @@ class Chain:
                 for future in finished:
                     kind, what = running.pop(future)
                     try:
+                        self._save_merges()
                         if kind == "section":
-                            merged = future.result()
-                            self._section_summaries[what] = merged.extraction.summary
-                            self.on_chunk(merged, self.steps, self.progress)
+                            self._section_summaries[what] = future.result()
                             continue
                         result = future.result()
                         results[result.index] = result
@@ -328,28 +341,6 @@ class Chain:
         if len(results) < len(chunks):
             raise ContinueLater(self.progress)
         return results
-
-    def _merge_section(
-        self, name: str, index: int, groups: dict, results: dict[int, ChunkResult]
-    ) -> ChunkResult:
-        usage = [0, 0]
-        parts = [results[chunk].extraction.summary for chunk in groups[name]]
-        summary = self._merge(parts, SECTION_SUMMARY_WORDS, usage)
-        return ChunkResult(
-            index=index,
-            fingerprint=self._section_fingerprint(name, groups, results),
-            extraction=ChunkExtraction(summary=summary, items=[]),
-            input_tokens=usage[0],
-            output_tokens=usage[1],
-            model=self.model,
-        )
-
-    def _section_fingerprint(self, name, groups: dict, results: dict[int, ChunkResult]) -> str | None:
-        """The section's name and its chunks' fingerprints: None until every chunk is in."""
-        if not all(index in results for index in groups[name]):
-            return None
-        material = "\0".join((str(name), *(results[index].fingerprint for index in groups[name])))
-        return hashlib.sha256(material.encode()).hexdigest()
 
     def _groups(self, document: ExtractedDocument, chunks: list[Chunk]) -> dict[str | None, list[int]]:
         """The chunks of each top-level section (where each chunk starts), in document order."""
@@ -397,10 +388,10 @@ class Chain:
         }
         if len(groups) == 1:
             return self._merge(next(iter(parts.values())), words), []
-        left = [name for name in groups if name not in self._section_summaries and len(parts[name]) > 1]
-        with ThreadPoolExecutor(max_workers=self.parallelism, thread_name_prefix="reduce") as pool:
-            merged = pool.map(lambda name: self._merge(parts[name], SECTION_SUMMARY_WORDS), left)
-            self._section_summaries.update(zip(left, merged, strict=True))
+        # Merged in the map's free slots; left here only by a map that ran out of time for them.
+        for name in groups:
+            if name not in self._section_summaries and len(parts[name]) > 1:
+                self._section_summaries[name] = self._merge(parts[name], SECTION_SUMMARY_WORDS)
         summaries = {name: self._section_summaries.get(name) or parts[name][0] for name in groups}
         labelled = [f"{name}:\n{summary}" if name else summary for name, summary in summaries.items()]
         sections = [
@@ -408,9 +399,10 @@ class Chain:
         ]
         return self._merge(labelled, words), sections
 
-    def _merge(self, summaries: list[str], words: int, usage: list[int] | None = None) -> str:
-        """One call, or (more than one call's worth) merged in batches that fit, then again.
-        `usage` (input, output tokens) adds up this merge's calls."""
+    def _merge(self, summaries: list[str], words: int) -> str:
+        """One call, or (more than one call's worth) merged in batches that fit, then again. Each
+        call's answer is kept by the fingerprint of what it merged: one stored by an earlier
+        delivery is reused, not asked for again."""
         batches: list[list[str]] = [[]]
         size = 0
         for summary in summaries:
@@ -421,18 +413,54 @@ class Chain:
             batches[-1].append(summary)
             size += tokens
         if len(batches) > 1:
-            return self._merge([self._merge(batch, words, usage) for batch in batches], words, usage)
+            return self._merge([self._merge(batch, words) for batch in batches], words)
+        instructions, content = MERGE_INSTRUCTIONS.format(words=words), "\n\n".join(summaries)
+        material = "\0".join((self.model, PROMPT_VERSION, instructions, content))
+        fingerprint = hashlib.sha256(material.encode()).hexdigest()
+        with self._lock:
+            stored = self._merged.get(fingerprint)
+            if stored is not None:
+                # Its tokens count once in this job's usage, as a stored chunk's do.
+                if fingerprint not in self._merges_counted:
+                    self._merges_counted.add(fingerprint)
+                    self._named("summarize").input_tokens += stored.input_tokens
+                    self._named("summarize").output_tokens += stored.output_tokens
+                return stored.extraction.summary
+        if not self._time_for_a_call():
+            # Every merge made so far is stored: the next delivery goes on from there.
+            raise ContinueLater(self.progress)
         completion = self._call(
             "summarize",
             lambda timeout: self.llm.chat.completions.create(
-                **self._request(MERGE_INSTRUCTIONS.format(words=words), "\n\n".join(summaries)),
-                timeout=timeout,
+                **self._request(instructions, content), timeout=timeout
             ),
         )
-        if usage is not None and completion.usage:
-            usage[0] += completion.usage.prompt_tokens
-            usage[1] += completion.usage.completion_tokens
-        return self._text_of(completion, "merge the summaries")
+        summary = self._text_of(completion, "merge the summaries")
+        usage = completion.usage
+        with self._lock:
+            merged = ChunkResult(
+                index=self._next_index,
+                fingerprint=fingerprint,
+                extraction=ChunkExtraction(summary=summary, items=[]),
+                input_tokens=usage.prompt_tokens if usage else 0,
+                output_tokens=usage.completion_tokens if usage else 0,
+                model=completion.model or self.model,
+            )
+            self._next_index += 1
+            self._merged[fingerprint] = merged
+            self._merges_counted.add(fingerprint)
+            self._unsaved.append(merged)
+        if threading.current_thread() is self._thread:
+            self._save_merges()
+        return summary
+
+    def _save_merges(self) -> None:
+        """Hand the merges made so far to on_chunk, from the chain's own thread (the one that
+        stores: a store's connection is not shared between threads)."""
+        with self._lock:
+            unsaved, self._unsaved = self._unsaved, []
+        for merged in unsaved:
+            self.on_chunk(merged, self.steps, self.progress)
 
     def _fingerprint(self, document: ExtractedDocument, chunk: Chunk) -> str:
         material = "\0".join((self.model, PROMPT_VERSION, document.text[chunk.start : chunk.end]))
