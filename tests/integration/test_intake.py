@@ -176,9 +176,10 @@ def post_form(form: dict, data: bytes, content_type: str | None = None) -> reque
 # --- a document in the request -----------------------------------------------------------------
 
 
-def test_a_pdf_sent_as_the_body_is_stored_and_its_job_queued(aws, handlers, database):
+@pytest.mark.parametrize("content_type", ["application/pdf", "Application/PDF; name=csf.pdf"])
+def test_a_pdf_sent_as_the_body_is_stored_and_its_job_queued(aws, handlers, database, content_type):
     data = CSF_PDF.read_bytes()
-    response = http(call(handlers, "submit", document_event(data, "application/pdf")))
+    response = http(call(handlers, "submit", document_event(data, content_type)))
 
     assert response.status == 202, response.body
     event_id = response.body["event_id"]
@@ -267,6 +268,15 @@ def test_an_upload_through_its_form_starts_its_job(aws, handlers, database):
     ).fetchone()
     assert (row["status"], row["document_size_bytes"]) == ("PENDING", len(data))
     assert aws.queued_jobs() == [event_id]
+
+
+def test_an_upload_request_names_its_type_with_parameters_in_any_case(aws, handlers, database):
+    response = http(call(handlers, "submit", upload_event(5, "Text/Markdown; charset=UTF-8")))
+
+    assert response.status == 202, response.body
+    assert response.body["upload"]["fields"]["Content-Type"] == "text/markdown"
+    job = http(call(handlers, "status", status_event(response.body["event_id"]))).body
+    assert (job["document"]["format"], job["document"]["media_type"]) == ("markdown", "text/markdown")
 
 
 def test_the_form_fixes_the_key_the_type_and_the_size(aws, handlers, database):
@@ -460,3 +470,17 @@ def test_an_extraction_is_kept_only_while_the_claim_holds(aws, database):
         ]
         is None
     )
+
+
+def test_the_loader_and_the_status_read_a_stored_type_with_parameters(aws, handlers, database):
+    event_id = UUID("00000000-0000-4000-8000-000000000005")
+    claim = _claimed_document_job(
+        aws, b"# Scope\n\nStaff must wash their hands.\n", "text/markdown; charset=UTF-8", event_id
+    )
+
+    document = load_document(claim, store=jobs, objects=objects, bucket=BUCKET, limits=LIMITS)
+
+    assert document.format == DocumentFormat.MARKDOWN
+    assert document.location_at(len(document.text) - 1).section == "Scope"
+    job = http(call(handlers, "status", status_event(str(event_id)))).body
+    assert job["document"]["format"] == "markdown"

@@ -270,6 +270,26 @@ def test_a_document_that_is_not_what_it_says_is_refused_and_nothing_is_kept(
     assert store.jobs == {} and objects.stored == {} and queue.sent == []
 
 
+@pytest.mark.parametrize(
+    ("data", "content_type", "media_type"),
+    [
+        (PDF, "Application/PDF", "application/pdf"),
+        (b"<!doctype html><html><body><p>Hi.</p></body></html>", "text/html; charset=utf-8", "text/html"),
+        (b"# Scope\n\nStaff must wash.\n", "Text/Markdown; charset=UTF-8", "text/markdown"),
+    ],
+)
+def test_a_document_type_with_parameters_or_in_capitals_is_kept_as_its_essence(
+    store, queue, objects, data, content_type, media_type
+):
+    submitted = submit_document(
+        "key-a", data, content_type, None, None, store=store, queue=queue, objects=objects, intake=INTAKE
+    )
+
+    document: NewDocument = store.jobs[submitted.job.event_id]["document"]
+    assert document.media_type == media_type
+    assert objects.stored == {("documents", document.key): (data, media_type)}
+
+
 def test_the_inline_limit_fits_lambdas_request_as_base64_with_room_for_headers():
     """The measurement behind INLINE_DOCUMENT_MAX_BYTES: a proxy event carrying a file of that size."""
     event = json.loads((EVENTS / "submit.json").read_text())

@@ -18,7 +18,7 @@ from uuid import UUID, uuid4
 
 from guideline_ingest.dal.jobs import NewDocument
 from guideline_ingest.documents import DocumentRejected
-from guideline_ingest.documents.formats import MEDIA_TYPES, check_declared
+from guideline_ingest.documents.formats import media_type_of, parse_media_type, resolve
 from guideline_ingest.models import JobAccepted, SubmitJobRequest, SubmitUploadRequest, UploadForm
 from guideline_ingest.objects import DOCUMENT_PREFIX, UPLOAD_PREFIX, new_object_key
 from guideline_ingest.observability import logger, metrics
@@ -141,12 +141,10 @@ def submit_document(
     objects: ObjectStore,
     intake: Intake,
 ) -> Submission:
-    """A file sent as the request body: its bytes must be what its Content-Type says."""
-    if media_type not in MEDIA_TYPES:
-        raise DocumentRejected(
-            "unsupported_document_type",
-            f"{media_type} is not a supported document type; send one of: {', '.join(MEDIA_TYPES)}.",
-        )
+    """A file sent as the request body: its bytes must be what its Content-Type says. The job
+    keeps the type's essence ("text/html; charset=utf-8" is kept as text/html)."""
+    declared = parse_media_type(media_type)
+    media_type = media_type_of(declared)
     if not data:
         raise DocumentRejected("empty_document", "The request body is empty.")
     if len(data) > INLINE_DOCUMENT_MAX_BYTES:
@@ -155,7 +153,7 @@ def submit_document(
             f"A document sent in the request may be at most {INLINE_DOCUMENT_MAX_BYTES} bytes; "
             f"ask for an upload form instead (up to {intake.max_document_bytes} bytes).",
         )
-    check_declared(data, media_type)
+    resolve(data, declared)
     event_id = uuid4()
     logger.set_correlation_id(str(event_id))
     key = new_object_key(DOCUMENT_PREFIX, owner, event_id)
@@ -185,12 +183,7 @@ def request_upload(
     """A job AWAITING_UPLOAD and the presigned form its file must be posted with. Nothing is
     queued now: the upload's S3 event does it (logic/uploads.py)."""
     upload = request.upload
-    media_type = upload.media_type.split(";")[0].strip().lower()
-    if media_type not in MEDIA_TYPES:
-        raise DocumentRejected(
-            "unsupported_document_type",
-            f"{upload.media_type} is not a supported document type; use one of: {', '.join(MEDIA_TYPES)}.",
-        )
+    media_type = media_type_of(parse_media_type(upload.media_type))
     if upload.size_bytes > intake.max_document_bytes:
         raise DocumentRejected(
             "document_too_large", f"A document may be at most {intake.max_document_bytes} bytes."
