@@ -19,7 +19,7 @@ from moto import mock_aws
 
 from guideline_ingest import config, objects, queue
 from guideline_ingest.dal import jobs
-from guideline_ingest.dal.jobs import NewDocument
+from guideline_ingest.dal.jobs import NewDocument, NewJob
 from guideline_ingest.documents import DocumentFormat, DocumentRejected
 from guideline_ingest.documents.extraction import DocumentLimits
 from guideline_ingest.logic.document_loading import load_document
@@ -391,7 +391,9 @@ def test_an_upload_request_over_the_limit_is_413(aws, handlers, database):
 def _claimed_document_job(aws: Aws, data: bytes, media_type: str, event_id: UUID) -> jobs.Claim:
     key = objects.new_object_key(objects.DOCUMENT_PREFIX, API_KEY_ID, event_id)
     aws.s3.put_object(Bucket=BUCKET, Key=key, Body=data)
-    jobs.insert_job(event_id, API_KEY_ID, "", None, NewDocument(key, media_type, "csf.pdf", len(data)))
+    jobs.insert_job(
+        NewJob(event_id, API_KEY_ID, "", None, NewDocument(key, media_type, "csf.pdf", len(data)))
+    )
     return jobs.claim_job(event_id, 60, [])
 
 
@@ -422,7 +424,7 @@ def test_the_loader_extracts_a_real_pdf_once_and_a_retry_reads_it_back(aws, data
 
 def test_the_loader_gives_plain_text_as_it_is(aws, database):
     event_id = UUID("00000000-0000-4000-8000-000000000002")
-    jobs.insert_job(event_id, API_KEY_ID, "Staff must wash their hands.", None)
+    jobs.insert_job(NewJob(event_id, API_KEY_ID, "Staff must wash their hands.", None))
     claim = jobs.claim_job(event_id, 60, [])
 
     document = load_document(claim, store=jobs, objects=objects, bucket=BUCKET, limits=LIMITS)

@@ -10,7 +10,7 @@ from uuid import UUID
 
 import pytest
 
-from guideline_ingest.dal.jobs import NewDocument
+from guideline_ingest.dal.jobs import NewDocument, NewJob
 from guideline_ingest.documents import DocumentRejected
 from guideline_ingest.logic.submission import (
     INLINE_DOCUMENT_MAX_BYTES,
@@ -41,13 +41,14 @@ class FakeStore:
         self.jobs: dict[UUID, dict] = {}
         self.keys: dict[tuple[str, str], dict] = {}
 
-    def insert_job(self, event_id, owner, guidelines, callback_url, document=None):
+    def insert_job(self, job: NewJob):
+        document = job.document
         awaiting = document is not None and document.upload_expiry_seconds is not None
         row = {
-            "event_id": event_id,
-            "owner": owner,
-            "guidelines": guidelines,
-            "callback_url": callback_url,
+            "event_id": job.event_id,
+            "owner": job.owner,
+            "guidelines": job.guidelines,
+            "callback_url": job.callback_url,
             "status": "AWAITING_UPLOAD" if awaiting else "PENDING",
             "created_at": datetime.now(UTC),
             "upload_expires_at": (
@@ -55,14 +56,18 @@ class FakeStore:
             ),
             "document": document,
         }
-        self.jobs[event_id] = row
+        self.jobs[job.event_id] = row
         return {k: row[k] for k in ("event_id", "status", "created_at", "upload_expires_at")}
 
-    def insert_job_once(self, event_id, owner, guidelines, callback_url, key, request_hash, document=None):
-        if (owner, key) in self.keys:
+    def insert_job_once(self, job: NewJob, key, request_hash):
+        if (job.owner, key) in self.keys:
             return None
-        self.keys[(owner, key)] = {"request_hash": request_hash, "event_id": event_id, "completed": False}
-        return self.insert_job(event_id, owner, guidelines, callback_url, document)
+        self.keys[(job.owner, key)] = {
+            "request_hash": request_hash,
+            "event_id": job.event_id,
+            "completed": False,
+        }
+        return self.insert_job(job)
 
     def find_idempotent_job(self, owner, key):
         entry = self.keys.get((owner, key))
