@@ -325,17 +325,12 @@ def start_uploaded_job(document_key: str, size_bytes: int) -> dict | None:
     )
 
 
-def record_progress(event_id: UUID, attempt: int, steps: list[dict], progress: dict | None = None) -> bool:
+def record_progress(event_id: UUID, attempt: int, steps: list[dict], progress: dict) -> bool:
     return _update_claimed(event_id, attempt, "PROCESSING", steps, progress=progress)
 
 
 def complete_job(
-    event_id: UUID,
-    attempt: int,
-    result: dict,
-    steps: list[dict],
-    cache_key: str,
-    progress: dict | None = None,
+    event_id: UUID, attempt: int, result: dict, steps: list[dict], cache_key: str, progress: dict | None
 ) -> bool:
     return _update_claimed(
         event_id, attempt, "COMPLETED", steps, result=result, cache_key=cache_key, progress=progress
@@ -523,16 +518,18 @@ _SILENT = """
 """
 
 
-def fail_jobs_out_of_budget(budget_seconds: float, silent_seconds: float, budget: str) -> list[dict]:
+def fail_jobs_out_of_budget(
+    budget_seconds: float, silent_seconds: float, budget: str, llm_reason: str
+) -> list[dict]:
     """Jobs older than their retry budget that no message will bring again end FAILED, with a reason
     that says why: the LLM stayed unavailable, workers died, or no delivery ever reached a claim.
-    `budget` is the budget as the reason states it ("6 h")."""
+    `budget` is the budget as the reason states it ("6 h"); `llm_reason` is the LLM's reason with
+    %s where the job's last transient error goes."""
     return _fail_unfinished(
         """CASE
                WHEN last_transient_error IS NOT NULL THEN jsonb_build_object(
                    'type', 'llm_unavailable',
-                   'message', 'The LLM stayed unavailable for the whole retry budget of '
-                              || %(budget)s || ': ' || last_transient_error || '.')
+                   'message', format(%(llm_reason)s, last_transient_error))
                WHEN attempts > 0 THEN jsonb_build_object(
                    'type', 'attempts_exhausted',
                    'message', 'The job was started ' || attempts || ' times and never finished '
@@ -544,7 +541,12 @@ def fail_jobs_out_of_budget(budget_seconds: float, silent_seconds: float, budget
                               || 'claimed (the process function or the database was failing).')
            END""",
         f"{_SILENT} AND created_at < now() - make_interval(secs => %(budget_seconds)s)",
-        {"silent_seconds": silent_seconds, "budget_seconds": budget_seconds, "budget": budget},
+        {
+            "silent_seconds": silent_seconds,
+            "budget_seconds": budget_seconds,
+            "budget": budget,
+            "llm_reason": llm_reason,
+        },
     )
 
 

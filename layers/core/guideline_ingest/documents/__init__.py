@@ -1,7 +1,6 @@
 """Documents: formats, extraction into text with a map of pages or sections, and quote finding."""
 
 from guideline_ingest.documents.model import (
-    SECTION_SEPARATOR,
     Anchor,
     DocumentFormat,
     DocumentRejected,
@@ -11,7 +10,6 @@ from guideline_ingest.documents.model import (
 from guideline_ingest.documents.quotes import SearchableText, Span, find_quote, normalize
 
 __all__ = [
-    "SECTION_SEPARATOR",
     "Anchor",
     "DocumentFormat",
     "DocumentRejected",

@@ -12,7 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from guideline_ingest.documents import SECTION_SEPARATOR, ExtractedDocument, Location
+from guideline_ingest.documents import ExtractedDocument, Location
+from guideline_ingest.documents.model import SECTION_SEPARATOR
 
 # English prose averages about four characters a token (OpenAI's rule of thumb).
 CHARS_PER_TOKEN = 4
