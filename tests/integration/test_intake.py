@@ -350,12 +350,18 @@ def test_no_key_can_start_or_read_a_job_from_another_keys_upload(aws, handlers, 
     assert http(call(handlers, "status", status_event(mine["event_id"], OTHER_KEY_ID))).status == 404
 
 
-def test_an_upload_after_its_job_expired_starts_nothing(aws, handlers, database):
+def upload_expired_ago(handlers, database, interval: str) -> dict:
+    """An upload request whose form expired `interval` (SQL) ago, its upload never made."""
     accepted = http(call(handlers, "submit", upload_event(5, "text/plain"))).body
     database.execute(
-        "UPDATE jobs SET upload_expires_at = now() - interval '1 hour' WHERE event_id = %s",
-        (accepted["event_id"],),
+        "UPDATE jobs SET upload_expires_at = now() - %s::interval WHERE event_id = %s",
+        (interval, accepted["event_id"]),
     )
+    return accepted
+
+
+def test_an_upload_after_its_job_expired_starts_nothing(aws, handlers, database):
+    accepted = upload_expired_ago(handlers, database, "1 hour")
     assert call(handlers, "sweeper", event("sweeper.json"))["failed"] == 1
 
     assert post_form(accepted["upload"], b"hello").status_code in (200, 201, 204)
@@ -368,11 +374,7 @@ def test_an_upload_after_its_job_expired_starts_nothing(aws, handlers, database)
 
 
 def test_the_sweeper_leaves_uploads_within_their_window_and_grace(aws, handlers, database):
-    accepted = http(call(handlers, "submit", upload_event(5, "text/plain"))).body
-    database.execute(
-        "UPDATE jobs SET upload_expires_at = now() - interval '1 minute' WHERE event_id = %s",
-        (accepted["event_id"],),
-    )
+    accepted = upload_expired_ago(handlers, database, "1 minute")
 
     assert call(handlers, "sweeper", event("sweeper.json"))["failed"] == 0
     assert jobs.job_status(UUID(accepted["event_id"])) == "AWAITING_UPLOAD"
