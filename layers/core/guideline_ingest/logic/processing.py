@@ -86,13 +86,12 @@ class Queue(Protocol):
 
 @dataclass(frozen=True)
 class _Delivery:
-    """One delivery holding its job's claim, and what every outcome of it talks to."""
+    """One delivery holding its job's claim: what every outcome of it needs besides the store and
+    the queue (those stay keyword seams, which the static IAM check follows)."""
 
     event_id: UUID
     claim: Claim
     receipt_handle: str
-    store: Store
-    queue: Queue
     settings: ProcessSettings
 
 
@@ -123,11 +122,11 @@ def process_job(
         _explain_unclaimable(store, event_id)
         return
     logger.info("job claimed", extra={"attempt": claim.attempt})
-    delivery = _Delivery(event_id, claim, receipt_handle, store, queue, settings)
+    delivery = _Delivery(event_id, claim, receipt_handle, settings)
     try:
         document = load_document(claim)
     except DocumentRejected as rejected:
-        _fail(delivery, rejected.kind, rejected.message, chain.steps)
+        _fail(delivery, rejected.kind, rejected.message, chain.steps, store=store, queue=queue)
         return
     cache_key = chain.cache_key(document)
     cached = store.find_cached_result(
@@ -135,10 +134,12 @@ def process_job(
     )
     if cached is not None:
         result = JobResult.model_validate(cached).model_copy(update={"cached": True})
-        _complete(delivery, result, chain.cached_steps(), cache_key, None)
+        _complete(delivery, result, chain.cached_steps(), cache_key, None, store=store, queue=queue)
         return
-    chain.on_progress = lambda steps, progress: _record_progress(delivery, steps, progress)
-    chain.on_chunk = lambda result, steps, progress: _save_chunk(delivery, result, steps, progress)
+    chain.on_progress = lambda steps, progress: _record_progress(delivery, steps, progress, store=store)
+    chain.on_chunk = lambda result, steps, progress: _save_chunk(
+        delivery, result, steps, progress, store=store
+    )
     done = {row["chunk_index"]: _chunk_result(row) for row in store.chunk_results(event_id)}
     try:
         result = chain.run(document, done)
@@ -146,31 +147,33 @@ def process_job(
         logger.info("job cancelled or taken over while it ran; stopped between steps")
         return
     except ContinueLater as later:
-        _continue_later(delivery, later.progress, chain.steps)
+        _continue_later(delivery, later.progress, chain.steps, store=store, queue=queue)
         return
     except ChainFailed as failure:
-        _fail(delivery, failure.kind, failure.message, chain.steps)
+        _fail(delivery, failure.kind, failure.message, chain.steps, store=store, queue=queue)
         return
     except LLMUnavailable as unavailable:
         if isinstance(unavailable, LLMAuthFailed):
             metrics.add_metric(name="LLMAuthFailures", unit="Count", value=1)
         budget_left = settings.retry_budget_seconds - claim.age_seconds - (time.monotonic() - claimed_at)
-        _retry_later(delivery, unavailable, budget_left, chain.pending())
+        _retry_later(delivery, unavailable, budget_left, chain.pending(), store=store, queue=queue)
         return
-    _complete(delivery, result, chain.steps, cache_key, chain.progress)
+    _complete(delivery, result, chain.steps, cache_key, chain.progress, store=store, queue=queue)
 
 
 # Each move below is guarded by the claim's attempt in the store.
 
 
-def _record_progress(delivery: _Delivery, steps: list[Step], progress: Progress) -> None:
-    if not delivery.store.record_progress(
+def _record_progress(delivery: _Delivery, steps: list[Step], progress: Progress, *, store: Store) -> None:
+    if not store.record_progress(
         delivery.event_id, delivery.claim.attempt, _stored(steps), progress.model_dump()
     ):
         raise ClaimLost(delivery.event_id)
 
 
-def _save_chunk(delivery: _Delivery, result: ChunkResult, steps: list[Step], progress: Progress) -> None:
+def _save_chunk(
+    delivery: _Delivery, result: ChunkResult, steps: list[Step], progress: Progress, *, store: Store
+) -> None:
     chunk = {
         "chunk_index": result.index,
         "fingerprint": result.fingerprint,
@@ -179,37 +182,43 @@ def _save_chunk(delivery: _Delivery, result: ChunkResult, steps: list[Step], pro
         "output_tokens": result.output_tokens,
         "model": result.model,
     }
-    if not delivery.store.save_chunk(
+    if not store.save_chunk(
         delivery.event_id, delivery.claim.attempt, chunk, _stored(steps), progress.model_dump()
     ):
         raise ClaimLost(delivery.event_id)
 
 
-def _continue_later(delivery: _Delivery, progress: Progress, steps: list[Step]) -> None:
+def _continue_later(
+    delivery: _Delivery, progress: Progress, steps: list[Step], *, store: Store, queue: Queue
+) -> None:
     """Out of time with work left: give the claim back and come again at once."""
-    if not delivery.store.continue_job(
+    if not store.continue_job(
         delivery.event_id, delivery.claim.attempt, _stored(steps), progress.model_dump()
     ):
         logger.info("job cancelled or taken over while it ran; not continued")
         return
     metrics.add_metric(name="JobsContinued", unit="Count", value=1)
     logger.info("job continues in its next delivery", extra=progress.model_dump())
-    _requeue(delivery, 0)
+    _requeue(delivery, 0, queue=queue)
 
 
 def _retry_later(
-    delivery: _Delivery, unavailable: LLMUnavailable, budget_left: float, steps: list[Step]
+    delivery: _Delivery,
+    unavailable: LLMUnavailable,
+    budget_left: float,
+    steps: list[Step],
+    *,
+    store: Store,
+    queue: Queue,
 ) -> None:
     settings, claim = delivery.settings, delivery.claim
     policy = RetryPolicy(settings.retry_backoff_base_seconds, settings.retry_backoff_cap_seconds)
     delay = policy.delay(claim.retries, unavailable.retry_after, budget_left)
     if delay is None:
         reason = budget_spent_reason(settings.retry_budget_seconds, str(unavailable))
-        _fail(delivery, "llm_unavailable", reason, steps)
+        _fail(delivery, "llm_unavailable", reason, steps, store=store, queue=queue)
         return
-    if not delivery.store.release_job(
-        delivery.event_id, claim.attempt, _stored(steps), delay, str(unavailable)
-    ):
+    if not store.release_job(delivery.event_id, claim.attempt, _stored(steps), delay, str(unavailable)):
         logger.info("job cancelled or taken over while it ran; not retried")
         return
     metrics.add_metric(name="JobsRetried", unit="Count", value=1)
@@ -217,24 +226,29 @@ def _retry_later(
         "job given back",
         extra={"reason": str(unavailable), "retries": claim.retries + 1, "retry_in_seconds": delay},
     )
-    _requeue(delivery, delay)
+    _requeue(delivery, delay, queue=queue)
 
 
-def _requeue(delivery: _Delivery, delay: int) -> None:
+def _requeue(delivery: _Delivery, delay: int, *, queue: Queue) -> None:
     try:
-        delivery.queue.requeue_job(
-            delivery.settings.jobs_queue_url, delivery.event_id, delivery.receipt_handle, delay
-        )
+        queue.requeue_job(delivery.settings.jobs_queue_url, delivery.event_id, delivery.receipt_handle, delay)
     except QueueUnavailable as error:
         logger.warning("job not re-sent", extra={"reason": str(error)})
         raise
 
 
 def _complete(
-    delivery: _Delivery, result: JobResult, steps: list[Step], cache_key: str, progress: Progress | None
+    delivery: _Delivery,
+    result: JobResult,
+    steps: list[Step],
+    cache_key: str,
+    progress: Progress | None,
+    *,
+    store: Store,
+    queue: Queue,
 ) -> None:
     stored_progress = progress.model_dump() if progress else None
-    if delivery.store.complete_job(
+    if store.complete_job(
         delivery.event_id,
         delivery.claim.attempt,
         result.model_dump(mode="json"),
@@ -251,25 +265,27 @@ def _complete(
         logger.info(
             "job completed", extra={"checklist_items": len(result.checklist), "cached": result.cached}
         )
-        _announce(delivery)
+        _announce(delivery, queue=queue)
     else:
         logger.warning("job result discarded: the job was cancelled or taken over by a newer attempt")
 
 
-def _fail(delivery: _Delivery, kind: str, message: str, steps: list[Step]) -> None:
+def _fail(
+    delivery: _Delivery, kind: str, message: str, steps: list[Step], *, store: Store, queue: Queue
+) -> None:
     error = JobError(type=kind, message=message)
-    if delivery.store.fail_job(delivery.event_id, delivery.claim.attempt, error.model_dump(), _stored(steps)):
+    if store.fail_job(delivery.event_id, delivery.claim.attempt, error.model_dump(), _stored(steps)):
         metrics.add_metric(name="JobsFailed", unit="Count", value=1)
         logger.warning("job failed", extra={"error_type": kind})
-        _announce(delivery)
+        _announce(delivery, queue=queue)
 
 
-def _announce(delivery: _Delivery) -> None:
+def _announce(delivery: _Delivery, *, queue: Queue) -> None:
     """A finished job with a callback_url is queued for its webhook (logic/notification.py)."""
     if not delivery.claim.callback_url:
         return
     try:
-        delivery.queue.enqueue_job(delivery.settings.webhook_queue_url, delivery.event_id)
+        queue.enqueue_job(delivery.settings.webhook_queue_url, delivery.event_id)
     except QueueUnavailable:
         logger.warning(
             "webhook not queued; the sweeper will send it", extra={"event_id": str(delivery.event_id)}
