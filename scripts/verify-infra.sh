@@ -71,22 +71,14 @@ echo "openai is in the process package only"
 
 step "LocalStack build (localstack/deployer.py build): layer folded in, native architecture"
 BUILD_DIR=.aws-sam/localstack SAM_CLI=$TOOLS/bin/sam "$VENV/bin/python" localstack/deployer.py build
-# LocalStack's free image does not mount layers: each package must import on its own.
+# LocalStack's free image does not mount layers: each package must import on its own, in the
+# environment the template gives the function (scripts/import_environment.py reads it).
 for function in SubmitFunction StatusFunction ProcessFunction SweeperFunction WebhookFunction UploadFunction; do
+    mapfile -t environment < <("$VENV/bin/python" scripts/import_environment.py "$function")
+    ((${#environment[@]})) || fail "no environment for $function from infra/template.yaml"
     (
         cd ".aws-sam/localstack/$function"
-        env -i PATH=/usr/bin:/bin PYTHONPATH="$PWD" AWS_DEFAULT_REGION=us-east-1 \
-            JOBS_QUEUE_URL=http://localstack:4566/000000000000/jobs OPENAI_API_KEY=import-check \
-            WEBHOOK_QUEUE_URL=http://localstack:4566/000000000000/webhooks \
-            WEBHOOK_SIGNING_SECRET=import-check-webhook-signing-secret-0123456789 \
-            DOCUMENTS_BUCKET=import-check MAX_DOCUMENT_BYTES=52428800 UPLOAD_EXPIRY_SECONDS=900 \
-            MAX_DOCUMENT_PAGES=2000 MAX_DOCUMENT_CHARS=10000000 \
-            DATABASE_SSLMODE=require CACHE_SHARED_ACROSS_API_KEYS=false CHUNK_PARALLELISM=4 \
-            CHUNK_TOKEN_BUDGET=8000 JOBS_VISIBILITY_TIMEOUT_SECONDS=905 MAX_RECEIVE_COUNT=5 \
-            OPENAI_MODEL=gpt-4o-mini OPENAI_TIMEOUT_SECONDS=60 PENDING_GRACE_SECONDS=120 \
-            RETRY_BACKOFF_BASE_SECONDS=30 RETRY_BACKOFF_CAP_SECONDS=900 RETRY_BUDGET_SECONDS=21600 \
-            WEBHOOK_MAX_ATTEMPTS=8 \
-            DATABASE_URL=postgresql://import-check@127.0.0.1:1/none POWERTOOLS_TRACE_DISABLED=true \
+        env -i PATH=/usr/bin:/bin PYTHONPATH="$PWD" "${environment[@]}" \
             "$python312" -S -c 'import app; assert callable(app.handler)'
     ) || fail "$function does not import from its LocalStack package alone"
     echo "$function imports from its LocalStack package alone"

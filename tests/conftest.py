@@ -244,6 +244,15 @@ def job(database, event_id: str) -> dict:
     return database.execute("SELECT * FROM jobs WHERE event_id = %s", (event_id,)).fetchone()
 
 
+def budget_spent(error: str) -> dict:
+    """A job's error once the LLM stayed unavailable for the template's whole retry budget (6 h),
+    whether the process function or the sweeper ended it."""
+    return {
+        "type": "llm_unavailable",
+        "message": f"The LLM stayed unavailable for the whole retry budget of 6 h: {error}.",
+    }
+
+
 def failures(result: dict) -> list[str]:
     return [item["itemIdentifier"] for item in result["batchItemFailures"]]
 

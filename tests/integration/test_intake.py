@@ -19,7 +19,7 @@ from moto import mock_aws
 
 from guideline_ingest import config, objects, queue
 from guideline_ingest.dal import jobs
-from guideline_ingest.dal.jobs import NewDocument
+from guideline_ingest.dal.jobs import NewDocument, NewJob
 from guideline_ingest.documents import DocumentFormat, DocumentRejected
 from guideline_ingest.documents.extraction import DocumentLimits
 from guideline_ingest.logic.document_loading import load_document
@@ -176,9 +176,10 @@ def post_form(form: dict, data: bytes, content_type: str | None = None) -> reque
 # --- a document in the request -----------------------------------------------------------------
 
 
-def test_a_pdf_sent_as_the_body_is_stored_and_its_job_queued(aws, handlers, database):
+@pytest.mark.parametrize("content_type", ["application/pdf", "Application/PDF; name=csf.pdf"])
+def test_a_pdf_sent_as_the_body_is_stored_and_its_job_queued(aws, handlers, database, content_type):
     data = CSF_PDF.read_bytes()
-    response = http(call(handlers, "submit", document_event(data, "application/pdf")))
+    response = http(call(handlers, "submit", document_event(data, content_type)))
 
     assert response.status == 202, response.body
     event_id = response.body["event_id"]
@@ -269,6 +270,15 @@ def test_an_upload_through_its_form_starts_its_job(aws, handlers, database):
     assert aws.queued_jobs() == [event_id]
 
 
+def test_an_upload_request_names_its_type_with_parameters_in_any_case(aws, handlers, database):
+    response = http(call(handlers, "submit", upload_event(5, "Text/Markdown; charset=UTF-8")))
+
+    assert response.status == 202, response.body
+    assert response.body["upload"]["fields"]["Content-Type"] == "text/markdown"
+    job = http(call(handlers, "status", status_event(response.body["event_id"]))).body
+    assert (job["document"]["format"], job["document"]["media_type"]) == ("markdown", "text/markdown")
+
+
 def test_the_form_fixes_the_key_the_type_and_the_size(aws, handlers, database):
     accepted = http(call(handlers, "submit", upload_event(1234, "text/html")))
     form = accepted.body["upload"]
@@ -340,12 +350,18 @@ def test_no_key_can_start_or_read_a_job_from_another_keys_upload(aws, handlers, 
     assert http(call(handlers, "status", status_event(mine["event_id"], OTHER_KEY_ID))).status == 404
 
 
-def test_an_upload_after_its_job_expired_starts_nothing(aws, handlers, database):
+def upload_expired_ago(handlers, database, interval: str) -> dict:
+    """An upload request whose form expired `interval` (SQL) ago, its upload never made."""
     accepted = http(call(handlers, "submit", upload_event(5, "text/plain"))).body
     database.execute(
-        "UPDATE jobs SET upload_expires_at = now() - interval '1 hour' WHERE event_id = %s",
-        (accepted["event_id"],),
+        "UPDATE jobs SET upload_expires_at = now() - %s::interval WHERE event_id = %s",
+        (interval, accepted["event_id"]),
     )
+    return accepted
+
+
+def test_an_upload_after_its_job_expired_starts_nothing(aws, handlers, database):
+    accepted = upload_expired_ago(handlers, database, "1 hour")
     assert call(handlers, "sweeper", event("sweeper.json"))["failed"] == 1
 
     assert post_form(accepted["upload"], b"hello").status_code in (200, 201, 204)
@@ -358,11 +374,7 @@ def test_an_upload_after_its_job_expired_starts_nothing(aws, handlers, database)
 
 
 def test_the_sweeper_leaves_uploads_within_their_window_and_grace(aws, handlers, database):
-    accepted = http(call(handlers, "submit", upload_event(5, "text/plain"))).body
-    database.execute(
-        "UPDATE jobs SET upload_expires_at = now() - interval '1 minute' WHERE event_id = %s",
-        (accepted["event_id"],),
-    )
+    accepted = upload_expired_ago(handlers, database, "1 minute")
 
     assert call(handlers, "sweeper", event("sweeper.json"))["failed"] == 0
     assert jobs.job_status(UUID(accepted["event_id"])) == "AWAITING_UPLOAD"
@@ -381,7 +393,9 @@ def test_an_upload_request_over_the_limit_is_413(aws, handlers, database):
 def _claimed_document_job(aws: Aws, data: bytes, media_type: str, event_id: UUID) -> jobs.Claim:
     key = objects.new_object_key(objects.DOCUMENT_PREFIX, API_KEY_ID, event_id)
     aws.s3.put_object(Bucket=BUCKET, Key=key, Body=data)
-    jobs.insert_job(event_id, API_KEY_ID, "", None, NewDocument(key, media_type, "csf.pdf", len(data)))
+    jobs.insert_job(
+        NewJob(event_id, API_KEY_ID, "", None, NewDocument(key, media_type, "csf.pdf", len(data)))
+    )
     return jobs.claim_job(event_id, 60, [])
 
 
@@ -412,7 +426,7 @@ def test_the_loader_extracts_a_real_pdf_once_and_a_retry_reads_it_back(aws, data
 
 def test_the_loader_gives_plain_text_as_it_is(aws, database):
     event_id = UUID("00000000-0000-4000-8000-000000000002")
-    jobs.insert_job(event_id, API_KEY_ID, "Staff must wash their hands.", None)
+    jobs.insert_job(NewJob(event_id, API_KEY_ID, "Staff must wash their hands.", None))
     claim = jobs.claim_job(event_id, 60, [])
 
     document = load_document(claim, store=jobs, objects=objects, bucket=BUCKET, limits=LIMITS)
@@ -460,3 +474,17 @@ def test_an_extraction_is_kept_only_while_the_claim_holds(aws, database):
         ]
         is None
     )
+
+
+def test_the_loader_and_the_status_read_a_stored_type_with_parameters(aws, handlers, database):
+    event_id = UUID("00000000-0000-4000-8000-000000000005")
+    claim = _claimed_document_job(
+        aws, b"# Scope\n\nStaff must wash their hands.\n", "text/markdown; charset=UTF-8", event_id
+    )
+
+    document = load_document(claim, store=jobs, objects=objects, bucket=BUCKET, limits=LIMITS)
+
+    assert document.format == DocumentFormat.MARKDOWN
+    assert document.location_at(len(document.text) - 1).section == "Scope"
+    job = http(call(handlers, "status", status_event(str(event_id)))).body
+    assert job["document"]["format"] == "markdown"

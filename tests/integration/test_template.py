@@ -120,40 +120,22 @@ def parameter_default(template: dict, name: str):
     return template["Parameters"][name]["Default"]
 
 
-def resolve_default(template: dict, value):
-    """A variable's value under the default parameters; None when a Condition drops it."""
-    if isinstance(value, dict) and "Ref" in value:
-        name = value["Ref"]
-        if name in template["Parameters"]:
-            # A parameter without a default is one `sam deploy --guided` asks for.
-            return str(template["Parameters"][name].get("Default", f"value-given-at-deploy-for-{name}"))
-        return f"placeholder-for-{name}"
-    if isinstance(value, dict) and "Fn::If" in value:
-        return None
-    return str(value)
-
-
 def import_env(template: dict, function: str) -> dict:
-    """The environment a cold start sees, with stand-ins where the defaults leave a gap."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "OPENAI_"))}
-    for key, value in environment(template, function).items():
-        resolved = resolve_default(template, value)
-        if resolved is not None:
-            env[key] = resolved
-    env.update(
-        {
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "JOBS_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/000000000000/jobs",
-            # Never dialled at import time; a reachable-looking URL keeps config validation honest.
-            "DATABASE_URL": "postgresql://import-check@127.0.0.1:1/none",
-            "OPENAI_API_KEY": "sk-import-check",
-            "POWERTOOLS_TRACE_DISABLED": "true",
-            "PYTHONPATH": os.pathsep.join([str(LAYER_DIR), str(code_dir(functions(template)[function]))]),
-        }
-    )
-    return env
+    """The environment a cold start sees: nothing of this process's, only what
+    scripts/import_environment.py gives (the template's values, stand-ins for what only AWS
+    resolves), as scripts/verify-infra.sh passes it to `env -i`."""
+    lines = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "import_environment.py"), function],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.splitlines()
+    return {
+        "PATH": os.environ["PATH"],
+        **dict(line.split("=", 1) for line in lines),
+        "PYTHONPATH": os.pathsep.join([str(LAYER_DIR), str(code_dir(functions(template)[function]))]),
+    }
 
 
 def run_in_function(template: dict, function: str, code: str) -> subprocess.CompletedProcess:

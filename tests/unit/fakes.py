@@ -118,7 +118,7 @@ class FakeJobStore:
         return []
 
     def fail_jobs_out_of_budget(
-        self, budget_seconds: float, silent_seconds: float, budget: str
+        self, budget_seconds: float, silent_seconds: float, budget: str, llm_reason: str
     ) -> list[dict]:
         def kind(row: dict) -> str:
             if row["last_transient_error"]:

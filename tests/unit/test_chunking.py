@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from guideline_ingest.documents import Anchor, DocumentFormat, ExtractedDocument, Location, SearchableText
+from guideline_ingest.documents.extraction import DocumentLimits, extract
 from guideline_ingest.logic.chain import summary_words
 from guideline_ingest.logic.chunking import CHARS_PER_TOKEN, Chunk, cut, top_section
 from guideline_ingest.logic.merging import build_checklist, priority_of
@@ -46,6 +47,16 @@ def test_a_new_top_level_section_starts_a_new_chunk():
     chunks = cut(document, 300)  # room for five pages, but the section changes after two
 
     assert [(top_section(document.location_at(c.start))) for c in chunks] == ["1 Scope", "2 Rules"]
+
+
+def test_the_top_section_of_an_extracted_heading_path_is_its_first_heading():
+    markdown = b"# 2 Access\n\nIntro.\n\n## 2.1 Keys\n\nKeys must rotate.\n"
+    document = extract(markdown, DocumentFormat.MARKDOWN, DocumentLimits(10, 10_000, 10_000))
+
+    location = document.location_at(document.text.index("Keys must"))
+
+    assert location.section == "2 Access > 2.1 Keys"
+    assert top_section(location) == "2 Access"
 
 
 def test_a_page_longer_than_the_budget_is_cut_at_sentences():

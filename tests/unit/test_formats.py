@@ -6,7 +6,13 @@ import zipfile
 import pytest
 
 from guideline_ingest.documents import DocumentFormat, DocumentRejected
-from guideline_ingest.documents.formats import MEDIA_TYPES, check_declared, media_type_of, sniff
+from guideline_ingest.documents.formats import (
+    MEDIA_TYPES,
+    check_declared,
+    document_format_of,
+    media_type_of,
+    sniff,
+)
 
 DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 
@@ -65,6 +71,21 @@ def test_markdown_and_plain_text_come_from_the_declaration():
     assert check_declared(text, "text/plain; charset=utf-8") == DocumentFormat.TEXT
     assert check_declared(b"<h1>Scope</h1><p>Fragment.</p>", "text/html") == DocumentFormat.HTML
     assert check_declared(b"%PDF-1.4\n", "Application/PDF") == DocumentFormat.PDF
+
+
+@pytest.mark.parametrize(
+    ("content_type", "document_format"),
+    [
+        ("text/html; charset=utf-8", DocumentFormat.HTML),
+        ("Text/Markdown; charset=UTF-8", DocumentFormat.MARKDOWN),
+        ("Application/PDF", DocumentFormat.PDF),
+        (" text/plain ;format=flowed", DocumentFormat.TEXT),
+        ("application/json", None),
+        ("", None),
+    ],
+)
+def test_a_content_type_names_its_format_whatever_its_parameters_and_case(content_type, document_format):
+    assert document_format_of(content_type) == document_format
 
 
 @pytest.mark.parametrize(

@@ -64,7 +64,7 @@ class FakeStore:
     def _held(self, attempt: int) -> bool:
         return self.row["status"] == "PROCESSING" and self.row["attempts"] == attempt
 
-    def record_progress(self, event_id, attempt, steps, progress=None) -> bool:
+    def record_progress(self, event_id, attempt, steps, progress) -> bool:
         if not self._held(attempt):
             return False
         self.row.update(steps=steps, progress=progress or self.row["progress"])
@@ -82,7 +82,7 @@ class FakeStore:
         self.row.update(steps=steps, progress=progress)
         return True
 
-    def complete_job(self, event_id, attempt, result, steps, cache_key, progress=None) -> bool:
+    def complete_job(self, event_id, attempt, result, steps, cache_key, progress) -> bool:
         if not self._held(attempt):
             return False
         self.row.update(status="COMPLETED", result=result, steps=steps, cache_key=cache_key)

@@ -10,7 +10,7 @@ from uuid import UUID
 
 import pytest
 
-from guideline_ingest.dal.jobs import NewDocument
+from guideline_ingest.dal.jobs import NewDocument, NewJob
 from guideline_ingest.documents import DocumentRejected
 from guideline_ingest.logic.submission import (
     INLINE_DOCUMENT_MAX_BYTES,
@@ -41,13 +41,14 @@ class FakeStore:
         self.jobs: dict[UUID, dict] = {}
         self.keys: dict[tuple[str, str], dict] = {}
 
-    def insert_job(self, event_id, owner, guidelines, callback_url, document=None):
+    def insert_job(self, job: NewJob):
+        document = job.document
         awaiting = document is not None and document.upload_expiry_seconds is not None
         row = {
-            "event_id": event_id,
-            "owner": owner,
-            "guidelines": guidelines,
-            "callback_url": callback_url,
+            "event_id": job.event_id,
+            "owner": job.owner,
+            "guidelines": job.guidelines,
+            "callback_url": job.callback_url,
             "status": "AWAITING_UPLOAD" if awaiting else "PENDING",
             "created_at": datetime.now(UTC),
             "upload_expires_at": (
@@ -55,14 +56,18 @@ class FakeStore:
             ),
             "document": document,
         }
-        self.jobs[event_id] = row
+        self.jobs[job.event_id] = row
         return {k: row[k] for k in ("event_id", "status", "created_at", "upload_expires_at")}
 
-    def insert_job_once(self, event_id, owner, guidelines, callback_url, key, request_hash, document=None):
-        if (owner, key) in self.keys:
+    def insert_job_once(self, job: NewJob, key, request_hash):
+        if (job.owner, key) in self.keys:
             return None
-        self.keys[(owner, key)] = {"request_hash": request_hash, "event_id": event_id, "completed": False}
-        return self.insert_job(event_id, owner, guidelines, callback_url, document)
+        self.keys[(job.owner, key)] = {
+            "request_hash": request_hash,
+            "event_id": job.event_id,
+            "completed": False,
+        }
+        return self.insert_job(job)
 
     def find_idempotent_job(self, owner, key):
         entry = self.keys.get((owner, key))
@@ -268,6 +273,26 @@ def test_a_document_that_is_not_what_it_says_is_refused_and_nothing_is_kept(
         )
     assert refused.value.kind == kind
     assert store.jobs == {} and objects.stored == {} and queue.sent == []
+
+
+@pytest.mark.parametrize(
+    ("data", "content_type", "media_type"),
+    [
+        (PDF, "Application/PDF", "application/pdf"),
+        (b"<!doctype html><html><body><p>Hi.</p></body></html>", "text/html; charset=utf-8", "text/html"),
+        (b"# Scope\n\nStaff must wash.\n", "Text/Markdown; charset=UTF-8", "text/markdown"),
+    ],
+)
+def test_a_document_type_with_parameters_or_in_capitals_is_kept_as_its_essence(
+    store, queue, objects, data, content_type, media_type
+):
+    submitted = submit_document(
+        "key-a", data, content_type, None, None, store=store, queue=queue, objects=objects, intake=INTAKE
+    )
+
+    document: NewDocument = store.jobs[submitted.job.event_id]["document"]
+    assert document.media_type == media_type
+    assert objects.stored == {("documents", document.key): (data, media_type)}
 
 
 def test_the_inline_limit_fits_lambdas_request_as_base64_with_room_for_headers():

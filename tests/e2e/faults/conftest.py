@@ -388,3 +388,41 @@ class SubmitStream(InBackground):
             else:
                 self.refused.append(answer)
             time.sleep(self._pause)
+
+
+def submit_through_an_outage(
+    service: FaultStack,
+    tag: str,
+    stop,
+    start,
+    *,
+    refused_within: float,
+    during,
+    sweep_every: float | None = None,
+) -> None:
+    """A stream of submits across an outage: five accepted, `stop()`, five refused, `during(client,
+    an accepted event_id)`, `start()`, five accepted again. Then every refusal is a clean 503 that
+    left no job behind, and every accepted job finishes once (with the sweeper every `sweep_every`
+    seconds, for jobs whose message was lost)."""
+    client = service.client()
+    with SubmitStream(client, tag) as stream:
+        accepted, refused = stream.accepted, stream.refused
+        wait_for(lambda: len(accepted) >= 5, within=30, what="submits before the outage")
+        stop()
+        try:
+            wait_for(
+                lambda: len(refused) >= 5, within=refused_within, what="submits refused during the outage"
+            )
+            during(client, accepted[0])
+        finally:
+            start()
+        before = len(accepted)
+        wait_for(lambda: len(accepted) >= before + 5, within=30, what="submits accepted after the restart")
+
+    for answer in refused:
+        assert answer.status == 503
+        assert_clean_unavailable(answer)
+    service.wait_until_finished(accepted, within=90, sweep_every=sweep_every)
+    assert set(service.jobs_tagged(tag)) == set(accepted), "a refused submit left a job behind"
+    service.assert_finished_once(accepted)
+    assert client.server_errors() == {}

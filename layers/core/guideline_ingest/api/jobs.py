@@ -19,10 +19,10 @@ from pydantic.json_schema import models_json_schema
 from guideline_ingest import objects, queue
 from guideline_ingest.api.identity import caller
 from guideline_ingest.api.links import link
-from guideline_ingest.api.problems import problem_responses, unsupported_media_type
+from guideline_ingest.api.problems import problem_responses, sends_json, unsupported_media_type
 from guideline_ingest.config import status_settings, submit_settings
 from guideline_ingest.dal import jobs
-from guideline_ingest.documents.formats import MEDIA_TYPES
+from guideline_ingest.documents.formats import MEDIA_TYPES, document_format_of
 from guideline_ingest.logic.cancellation import cancel_job
 from guideline_ingest.logic.reading import list_jobs, read_job
 from guideline_ingest.logic.submission import (
@@ -129,10 +129,10 @@ def post_job(
 ) -> Response[JobAccepted]:
     event = writing.current_event
     headers = event.headers or {}
-    media_type = (headers.get("content-type") or "application/json").split(";")[0].strip().lower()
+    content_type = headers.get("content-type") or ""
     owner = caller(writing)
     intake = _intake()
-    if media_type == "application/json":
+    if sends_json(headers):
         request = _json_request(event)
         if isinstance(request, SubmitUploadRequest):
             submitted = request_upload(
@@ -140,11 +140,11 @@ def post_job(
             )
         else:
             submitted = submit_job(owner, request, idempotency_key, store=jobs, queue=queue, intake=intake)
-    elif media_type in MEDIA_TYPES:
+    elif document_format_of(content_type) is not None:
         submitted = submit_document(
             owner,
             _body_bytes(event),
-            media_type,
+            content_type,
             _filename(headers.get("content-disposition")),
             _callback_url(callback_url),
             idempotency_key,

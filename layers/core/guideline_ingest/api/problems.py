@@ -15,7 +15,7 @@ from psycopg import OperationalError
 
 from guideline_ingest.api.identity import NoApiKeyId
 from guideline_ingest.documents import DocumentRejected
-from guideline_ingest.documents.formats import MEDIA_TYPES
+from guideline_ingest.documents.formats import MEDIA_TYPES, media_type_essence
 from guideline_ingest.logic.cancellation import JobAlreadyFinished
 from guideline_ingest.logic.reading import InvalidCursor, JobNotFound
 from guideline_ingest.logic.submission import IdempotencyKeyReused, IdempotentRequestInFlight
@@ -55,8 +55,7 @@ def problem_responses(*statuses: HTTPStatus) -> dict:
 
 
 def sends_json(headers: dict) -> bool:
-    content_type = (headers.get("content-type") or "application/json").split(";")[0].strip().lower()
-    return content_type == "application/json"
+    return media_type_essence(headers.get("content-type") or "application/json") == "application/json"
 
 
 def unsupported_media_type(content_type: str | None) -> Response:

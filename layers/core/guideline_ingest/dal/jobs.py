@@ -37,6 +37,17 @@ class NewDocument:
     upload_expiry_seconds: int | None = None  # None: the file is stored, the job is PENDING
 
 
+@dataclass(frozen=True)
+class NewJob:
+    """A job to insert: its text in `guidelines`, or a document ("" until it is extracted)."""
+
+    event_id: UUID
+    owner: str
+    guidelines: str
+    callback_url: str | None
+    document: NewDocument | None = None
+
+
 _JOB_COLUMNS = (
     "event_id, status, created_at, updated_at, result, error, steps, progress,"
     " callback_url, webhook_status, webhook_attempts, webhook_last_error, webhook_delivered_at,"
@@ -67,15 +78,14 @@ IDEMPOTENCY_RETENTION_HOURS = 24
 IN_FLIGHT_SECONDS = 30
 
 
-def _inserted(
-    event_id: UUID, owner: str, guidelines: str, callback_url: str | None, document: NewDocument | None
-) -> dict:
+def _inserted(job: NewJob) -> dict:
+    document = job.document
     awaiting = document is not None and document.upload_expiry_seconds is not None
     return {
-        "event_id": event_id,
-        "owner": owner,
-        "guidelines": guidelines,
-        "callback_url": callback_url,
+        "event_id": job.event_id,
+        "owner": job.owner,
+        "guidelines": job.guidelines,
+        "callback_url": job.callback_url,
         "status": "AWAITING_UPLOAD" if awaiting else "PENDING",
         "key": document.key if document else None,
         "media_type": document.media_type if document else None,
@@ -85,33 +95,19 @@ def _inserted(
     }
 
 
-def insert_job(
-    event_id: UUID,
-    owner: str,
-    guidelines: str,
-    callback_url: str | None,
-    document: NewDocument | None = None,
-) -> dict:
+def insert_job(job: NewJob) -> dict:
     return (
         connection()
         .execute(
             f"INSERT INTO jobs ({_INSERTED_COLUMNS}) VALUES ({_INSERTED_VALUES})"  # noqa: S608 - constant column list
             f" RETURNING {_ACCEPTED_COLUMNS}",
-            _inserted(event_id, owner, guidelines, callback_url, document),
+            _inserted(job),
         )
         .fetchone()
     )
 
 
-def insert_job_once(
-    event_id: UUID,
-    owner: str,
-    guidelines: str,
-    callback_url: str | None,
-    key: str,
-    request_hash: str,
-    document: NewDocument | None = None,
-) -> dict | None:
+def insert_job_once(job: NewJob, key: str, request_hash: str) -> dict | None:
     """Insert the job and its idempotency key in one statement; None when the key is live already.
 
     A key older than the retention is taken over, as if it had been deleted.
@@ -135,7 +131,7 @@ def insert_job_once(
             RETURNING {_ACCEPTED_COLUMNS}
             """,  # noqa: S608 - constant column list
             {
-                **_inserted(event_id, owner, guidelines, callback_url, document),
+                **_inserted(job),
                 "idempotency_key": key,
                 "hash": request_hash,
                 "retention_hours": IDEMPOTENCY_RETENTION_HOURS,
@@ -329,17 +325,12 @@ def start_uploaded_job(document_key: str, size_bytes: int) -> dict | None:
     )
 
 
-def record_progress(event_id: UUID, attempt: int, steps: list[dict], progress: dict | None = None) -> bool:
+def record_progress(event_id: UUID, attempt: int, steps: list[dict], progress: dict) -> bool:
     return _update_claimed(event_id, attempt, "PROCESSING", steps, progress=progress)
 
 
 def complete_job(
-    event_id: UUID,
-    attempt: int,
-    result: dict,
-    steps: list[dict],
-    cache_key: str,
-    progress: dict | None = None,
+    event_id: UUID, attempt: int, result: dict, steps: list[dict], cache_key: str, progress: dict | None
 ) -> bool:
     return _update_claimed(
         event_id, attempt, "COMPLETED", steps, result=result, cache_key=cache_key, progress=progress
@@ -527,16 +518,18 @@ _SILENT = """
 """
 
 
-def fail_jobs_out_of_budget(budget_seconds: float, silent_seconds: float, budget: str) -> list[dict]:
+def fail_jobs_out_of_budget(
+    budget_seconds: float, silent_seconds: float, budget: str, llm_reason: str
+) -> list[dict]:
     """Jobs older than their retry budget that no message will bring again end FAILED, with a reason
     that says why: the LLM stayed unavailable, workers died, or no delivery ever reached a claim.
-    `budget` is the budget as the reason states it ("6 h")."""
+    `budget` is the budget as the reason states it ("6 h"); `llm_reason` is the LLM's reason with
+    %s where the job's last transient error goes."""
     return _fail_unfinished(
         """CASE
                WHEN last_transient_error IS NOT NULL THEN jsonb_build_object(
                    'type', 'llm_unavailable',
-                   'message', 'The LLM stayed unavailable for the whole retry budget of '
-                              || %(budget)s || ': ' || last_transient_error || '.')
+                   'message', format(%(llm_reason)s, last_transient_error))
                WHEN attempts > 0 THEN jsonb_build_object(
                    'type', 'attempts_exhausted',
                    'message', 'The job was started ' || attempts || ' times and never finished '
@@ -548,7 +541,12 @@ def fail_jobs_out_of_budget(budget_seconds: float, silent_seconds: float, budget
                               || 'claimed (the process function or the database was failing).')
            END""",
         f"{_SILENT} AND created_at < now() - make_interval(secs => %(budget_seconds)s)",
-        {"silent_seconds": silent_seconds, "budget_seconds": budget_seconds, "budget": budget},
+        {
+            "silent_seconds": silent_seconds,
+            "budget_seconds": budget_seconds,
+            "budget": budget,
+            "llm_reason": llm_reason,
+        },
     )
 
 

@@ -25,6 +25,7 @@ from xml.parsers import expat
 
 from guideline_ingest.documents.formats import resolve
 from guideline_ingest.documents.model import (
+    SECTION_SEPARATOR,
     Anchor,
     DocumentFormat,
     DocumentRejected,
@@ -32,8 +33,6 @@ from guideline_ingest.documents.model import (
     Location,
 )
 from guideline_ingest.documents.quotes import SearchableText
-
-SECTION_SEPARATOR = " > "
 
 
 @dataclass(frozen=True)

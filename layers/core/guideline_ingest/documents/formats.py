@@ -41,17 +41,27 @@ def media_type_of(document_format: DocumentFormat) -> str:
     return _MEDIA_TYPE_OF[document_format]
 
 
+def media_type_essence(content_type: str) -> str:
+    """A Content-Type without its parameters, in lower case (RFC 9110 8.3.1: both are
+    case-insensitive): "Text/HTML; charset=utf-8" -> "text/html"."""
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+def document_format_of(content_type: str) -> DocumentFormat | None:
+    """The format a Content-Type names, parameters and case aside; None for any other type."""
+    return MEDIA_TYPES.get(media_type_essence(content_type))
+
+
 def parse_media_type(content_type: str) -> DocumentFormat:
     """The format a Content-Type names ("text/html; charset=utf-8" is HTML); unsupported otherwise."""
-    essence = content_type.split(";", 1)[0].strip().lower()
-    try:
-        return MEDIA_TYPES[essence]
-    except KeyError:
+    document_format = document_format_of(content_type)
+    if document_format is None:
         raise DocumentRejected(
             "unsupported_document_type",
-            f"Content-Type {essence or '(none)'!r} is not a supported document type; "
-            f"send one of: {', '.join(MEDIA_TYPES)}.",
-        ) from None
+            f"Content-Type {media_type_essence(content_type) or '(none)'!r} is not a supported "
+            f"document type; send one of: {', '.join(MEDIA_TYPES)}.",
+        )
+    return document_format
 
 
 def sniff(data: bytes) -> DocumentFormat:

@@ -20,6 +20,10 @@ class DocumentFormat(StrEnum):
     TEXT = "text"
 
 
+# Between the headings of a section path: "1 Scope > 1.2 Terms".
+SECTION_SEPARATOR = " > "
+
+
 class DocumentRejected(Exception):
     """A document the service cannot read; `kind` is the job's stable error.type (or the problem's)."""
 

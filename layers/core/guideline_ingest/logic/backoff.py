@@ -38,3 +38,10 @@ def describe_duration(seconds: float) -> str:
         if seconds >= size and seconds % size == 0:
             return f"{int(seconds // size)} {unit}"
     return f"{seconds:g} s"
+
+
+def budget_spent_reason(budget_seconds: float, error: str) -> str:
+    """Why a job ends FAILED with llm_unavailable, worded once: the process function says it when the
+    LLM refuses with no budget left, the sweeper for a job that no delivery came back to."""
+    budget = describe_duration(budget_seconds)
+    return f"The LLM stayed unavailable for the whole retry budget of {budget}: {error}."

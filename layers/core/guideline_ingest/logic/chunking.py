@@ -13,10 +13,10 @@ import re
 from dataclasses import dataclass
 
 from guideline_ingest.documents import ExtractedDocument, Location
+from guideline_ingest.documents.model import SECTION_SEPARATOR
 
 # English prose averages about four characters a token (OpenAI's rule of thumb).
 CHARS_PER_TOKEN = 4
-SECTION_SEPARATOR = " > "
 _BREAKS = (re.compile(r"\n\s*\n"), re.compile(r"[.!?][\"')\]]*\s"), re.compile(r"\s"))
 
 

@@ -15,7 +15,7 @@ from guideline_ingest.config import ProcessSettings
 from guideline_ingest.dal.jobs import Claim
 from guideline_ingest.documents import ExtractedDocument
 from guideline_ingest.documents.extraction import DocumentLimits, extract
-from guideline_ingest.documents.formats import MEDIA_TYPES
+from guideline_ingest.documents.formats import parse_media_type
 from guideline_ingest.observability import logger
 
 # What a DOCX's XML may inflate to while it is read (a zip bomb stops here): far above any real
@@ -53,7 +53,8 @@ def load_document(
     if claim.document_map is not None:
         return ExtractedDocument.from_map(claim.guidelines, claim.document_map)
     data = objects.get_document(bucket, claim.document_key)
-    document = extract(data, MEDIA_TYPES.get(claim.document_media_type or ""), limits)
+    declared = parse_media_type(claim.document_media_type) if claim.document_media_type else None
+    document = extract(data, declared, limits)
     if not store.store_extraction(claim.event_id, claim.attempt, document.text, document.to_map()):
         # Cancelled, or taken over by a newer attempt: the chain's own guarded updates stop it.
         logger.info("extraction not stored: the claim no longer holds the job")

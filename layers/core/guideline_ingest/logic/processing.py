@@ -24,21 +24,28 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 from uuid import UUID
 
 from guideline_ingest.config import ProcessSettings
 from guideline_ingest.dal.jobs import Claim
 from guideline_ingest.documents import DocumentRejected, ExtractedDocument
-from guideline_ingest.logic.backoff import RetryPolicy, describe_duration
+from guideline_ingest.logic.backoff import RetryPolicy, budget_spent_reason
 from guideline_ingest.logic.chain import Chain, ChainFailed, ChunkResult, ContinueLater
 from guideline_ingest.logic.reading import usage_of
 from guideline_ingest.logic.retry import LLMAuthFailed, LLMUnavailable
-from guideline_ingest.models import ChunkExtraction, JobError, JobMessage, JobResult, Progress, Step
+from guideline_ingest.models import (
+    ChunkExtraction,
+    JobError,
+    JobMessage,
+    JobResult,
+    JobStatus,
+    Progress,
+    Step,
+)
 from guideline_ingest.observability import logger, metrics
 from guideline_ingest.queue import QueueUnavailable
-
-FINISHED = ("COMPLETED", "FAILED", "CANCELLED")
 
 
 class Store(Protocol):
@@ -47,9 +54,7 @@ class Store(Protocol):
     def claim_job(self, event_id: UUID, lease_seconds: float, steps: list[dict]) -> Claim | None: ...
     def job_status(self, event_id: UUID) -> str | None: ...
     def find_cached_result(self, cache_key: str, owner: str | None) -> dict | None: ...
-    def record_progress(
-        self, event_id: UUID, attempt: int, steps: list[dict], progress: dict | None = None
-    ) -> bool: ...
+    def record_progress(self, event_id: UUID, attempt: int, steps: list[dict], progress: dict) -> bool: ...
     def chunk_results(self, event_id: UUID) -> list[dict]: ...
     def save_chunk(
         self, event_id: UUID, attempt: int, chunk: dict, steps: list[dict], progress: dict
@@ -61,7 +66,7 @@ class Store(Protocol):
         result: dict,
         steps: list[dict],
         cache_key: str,
-        progress: dict | None = None,
+        progress: dict | None,
     ) -> bool: ...
     def fail_job(self, event_id: UUID, attempt: int, error: dict, steps: list[dict]) -> bool: ...
     def release_job(
@@ -77,6 +82,17 @@ class Queue(Protocol):
     def requeue_job(
         self, queue_url: str, event_id: UUID, receipt_handle: str, delay_seconds: int
     ) -> None: ...
+
+
+@dataclass(frozen=True)
+class _Delivery:
+    """One delivery holding its job's claim: what every outcome of it needs besides the store and
+    the queue (those stay keyword seams, which the static IAM check follows)."""
+
+    event_id: UUID
+    claim: Claim
+    receipt_handle: str
+    settings: ProcessSettings
 
 
 class JobNotClaimable(Exception):
@@ -106,19 +122,11 @@ def process_job(
         _explain_unclaimable(store, event_id)
         return
     logger.info("job claimed", extra={"attempt": claim.attempt})
+    delivery = _Delivery(event_id, claim, receipt_handle, settings)
     try:
         document = load_document(claim)
     except DocumentRejected as rejected:
-        _fail(
-            event_id,
-            claim,
-            rejected.kind,
-            rejected.message,
-            chain.steps,
-            store=store,
-            queue=queue,
-            settings=settings,
-        )
+        _fail(delivery, rejected.kind, rejected.message, chain.steps, store=store, queue=queue)
         return
     cache_key = chain.cache_key(document)
     cached = store.find_cached_result(
@@ -126,23 +134,11 @@ def process_job(
     )
     if cached is not None:
         result = JobResult.model_validate(cached).model_copy(update={"cached": True})
-        _complete(
-            event_id,
-            claim,
-            result,
-            chain.cached_steps(),
-            cache_key,
-            None,
-            store=store,
-            queue=queue,
-            settings=settings,
-        )
+        _complete(delivery, result, chain.cached_steps(), cache_key, None, store=store, queue=queue)
         return
-    chain.on_progress = lambda steps, progress: _record_progress(
-        event_id, claim, steps, progress, store=store
-    )
+    chain.on_progress = lambda steps, progress: _record_progress(delivery, steps, progress, store=store)
     chain.on_chunk = lambda result, steps, progress: _save_chunk(
-        event_id, claim, result, steps, progress, store=store
+        delivery, result, steps, progress, store=store
     )
     done = {row["chunk_index"]: _chunk_result(row) for row in store.chunk_results(event_id)}
     try:
@@ -151,70 +147,32 @@ def process_job(
         logger.info("job cancelled or taken over while it ran; stopped between steps")
         return
     except ContinueLater as later:
-        _continue_later(
-            event_id,
-            claim,
-            later.progress,
-            chain.steps,
-            receipt_handle,
-            store=store,
-            queue=queue,
-            settings=settings,
-        )
+        _continue_later(delivery, later.progress, chain.steps, store=store, queue=queue)
         return
     except ChainFailed as failure:
-        _fail(
-            event_id,
-            claim,
-            failure.kind,
-            failure.message,
-            chain.steps,
-            store=store,
-            queue=queue,
-            settings=settings,
-        )
+        _fail(delivery, failure.kind, failure.message, chain.steps, store=store, queue=queue)
         return
     except LLMUnavailable as unavailable:
         if isinstance(unavailable, LLMAuthFailed):
             metrics.add_metric(name="LLMAuthFailures", unit="Count", value=1)
         budget_left = settings.retry_budget_seconds - claim.age_seconds - (time.monotonic() - claimed_at)
-        _retry_later(
-            event_id,
-            claim,
-            unavailable,
-            budget_left,
-            chain.pending(),
-            receipt_handle,
-            store=store,
-            queue=queue,
-            settings=settings,
-        )
+        _retry_later(delivery, unavailable, budget_left, chain.pending(), store=store, queue=queue)
         return
-    _complete(
-        event_id,
-        claim,
-        result,
-        chain.steps,
-        cache_key,
-        chain.progress,
-        store=store,
-        queue=queue,
-        settings=settings,
-    )
+    _complete(delivery, result, chain.steps, cache_key, chain.progress, store=store, queue=queue)
 
 
 # Each move below is guarded by the claim's attempt in the store.
 
 
-def _record_progress(
-    event_id: UUID, claim: Claim, steps: list[Step], progress: Progress, *, store: Store
-) -> None:
-    if not store.record_progress(event_id, claim.attempt, _stored(steps), progress.model_dump()):
-        raise ClaimLost(event_id)
+def _record_progress(delivery: _Delivery, steps: list[Step], progress: Progress, *, store: Store) -> None:
+    if not store.record_progress(
+        delivery.event_id, delivery.claim.attempt, _stored(steps), progress.model_dump()
+    ):
+        raise ClaimLost(delivery.event_id)
 
 
 def _save_chunk(
-    event_id: UUID, claim: Claim, result: ChunkResult, steps: list[Step], progress: Progress, *, store: Store
+    delivery: _Delivery, result: ChunkResult, steps: list[Step], progress: Progress, *, store: Store
 ) -> None:
     chunk = {
         "chunk_index": result.index,
@@ -224,50 +182,43 @@ def _save_chunk(
         "output_tokens": result.output_tokens,
         "model": result.model,
     }
-    if not store.save_chunk(event_id, claim.attempt, chunk, _stored(steps), progress.model_dump()):
-        raise ClaimLost(event_id)
+    if not store.save_chunk(
+        delivery.event_id, delivery.claim.attempt, chunk, _stored(steps), progress.model_dump()
+    ):
+        raise ClaimLost(delivery.event_id)
 
 
 def _continue_later(
-    event_id: UUID,
-    claim: Claim,
-    progress: Progress,
-    steps: list[Step],
-    receipt_handle: str,
-    *,
-    store: Store,
-    queue: Queue,
-    settings: ProcessSettings,
+    delivery: _Delivery, progress: Progress, steps: list[Step], *, store: Store, queue: Queue
 ) -> None:
     """Out of time with work left: give the claim back and come again at once."""
-    if not store.continue_job(event_id, claim.attempt, _stored(steps), progress.model_dump()):
+    if not store.continue_job(
+        delivery.event_id, delivery.claim.attempt, _stored(steps), progress.model_dump()
+    ):
         logger.info("job cancelled or taken over while it ran; not continued")
         return
     metrics.add_metric(name="JobsContinued", unit="Count", value=1)
     logger.info("job continues in its next delivery", extra=progress.model_dump())
-    _requeue(event_id, receipt_handle, 0, queue=queue, settings=settings)
+    _requeue(delivery, 0, queue=queue)
 
 
 def _retry_later(
-    event_id: UUID,
-    claim: Claim,
+    delivery: _Delivery,
     unavailable: LLMUnavailable,
     budget_left: float,
     steps: list[Step],
-    receipt_handle: str,
     *,
     store: Store,
     queue: Queue,
-    settings: ProcessSettings,
 ) -> None:
+    settings, claim = delivery.settings, delivery.claim
     policy = RetryPolicy(settings.retry_backoff_base_seconds, settings.retry_backoff_cap_seconds)
     delay = policy.delay(claim.retries, unavailable.retry_after, budget_left)
     if delay is None:
-        budget = describe_duration(settings.retry_budget_seconds)
-        reason = f"The LLM stayed unavailable for the whole retry budget of {budget}: {unavailable}."
-        _fail(event_id, claim, "llm_unavailable", reason, steps, store=store, queue=queue, settings=settings)
+        reason = budget_spent_reason(settings.retry_budget_seconds, str(unavailable))
+        _fail(delivery, "llm_unavailable", reason, steps, store=store, queue=queue)
         return
-    if not store.release_job(event_id, claim.attempt, _stored(steps), delay, str(unavailable)):
+    if not store.release_job(delivery.event_id, claim.attempt, _stored(steps), delay, str(unavailable)):
         logger.info("job cancelled or taken over while it ran; not retried")
         return
     metrics.add_metric(name="JobsRetried", unit="Count", value=1)
@@ -275,22 +226,19 @@ def _retry_later(
         "job given back",
         extra={"reason": str(unavailable), "retries": claim.retries + 1, "retry_in_seconds": delay},
     )
-    _requeue(event_id, receipt_handle, delay, queue=queue, settings=settings)
+    _requeue(delivery, delay, queue=queue)
 
 
-def _requeue(
-    event_id: UUID, receipt_handle: str, delay: int, *, queue: Queue, settings: ProcessSettings
-) -> None:
+def _requeue(delivery: _Delivery, delay: int, *, queue: Queue) -> None:
     try:
-        queue.requeue_job(settings.jobs_queue_url, event_id, receipt_handle, delay)
+        queue.requeue_job(delivery.settings.jobs_queue_url, delivery.event_id, delivery.receipt_handle, delay)
     except QueueUnavailable as error:
         logger.warning("job not re-sent", extra={"reason": str(error)})
         raise
 
 
 def _complete(
-    event_id: UUID,
-    claim: Claim,
+    delivery: _Delivery,
     result: JobResult,
     steps: list[Step],
     cache_key: str,
@@ -298,11 +246,15 @@ def _complete(
     *,
     store: Store,
     queue: Queue,
-    settings: ProcessSettings,
 ) -> None:
     stored_progress = progress.model_dump() if progress else None
     if store.complete_job(
-        event_id, claim.attempt, result.model_dump(mode="json"), _stored(steps), cache_key, stored_progress
+        delivery.event_id,
+        delivery.claim.attempt,
+        result.model_dump(mode="json"),
+        _stored(steps),
+        cache_key,
+        stored_progress,
     ):
         metrics.add_metric(name="JobsCompleted", unit="Count", value=1)
         if result.cached:
@@ -313,42 +265,36 @@ def _complete(
         logger.info(
             "job completed", extra={"checklist_items": len(result.checklist), "cached": result.cached}
         )
-        _announce(event_id, claim, queue=queue, settings=settings)
+        _announce(delivery, queue=queue)
     else:
         logger.warning("job result discarded: the job was cancelled or taken over by a newer attempt")
 
 
 def _fail(
-    event_id: UUID,
-    claim: Claim,
-    kind: str,
-    message: str,
-    steps: list[Step],
-    *,
-    store: Store,
-    queue: Queue,
-    settings: ProcessSettings,
+    delivery: _Delivery, kind: str, message: str, steps: list[Step], *, store: Store, queue: Queue
 ) -> None:
     error = JobError(type=kind, message=message)
-    if store.fail_job(event_id, claim.attempt, error.model_dump(), _stored(steps)):
+    if store.fail_job(delivery.event_id, delivery.claim.attempt, error.model_dump(), _stored(steps)):
         metrics.add_metric(name="JobsFailed", unit="Count", value=1)
         logger.warning("job failed", extra={"error_type": kind})
-        _announce(event_id, claim, queue=queue, settings=settings)
+        _announce(delivery, queue=queue)
 
 
-def _announce(event_id: UUID, claim: Claim, *, queue: Queue, settings: ProcessSettings) -> None:
+def _announce(delivery: _Delivery, *, queue: Queue) -> None:
     """A finished job with a callback_url is queued for its webhook (logic/notification.py)."""
-    if not claim.callback_url:
+    if not delivery.claim.callback_url:
         return
     try:
-        queue.enqueue_job(settings.webhook_queue_url, event_id)
+        queue.enqueue_job(delivery.settings.webhook_queue_url, delivery.event_id)
     except QueueUnavailable:
-        logger.warning("webhook not queued; the sweeper will send it", extra={"event_id": str(event_id)})
+        logger.warning(
+            "webhook not queued; the sweeper will send it", extra={"event_id": str(delivery.event_id)}
+        )
 
 
 def _explain_unclaimable(store: Store, event_id: UUID) -> None:
     status = store.job_status(event_id)
-    if status in FINISHED:
+    if status is not None and JobStatus(status).is_terminal:
         logger.info("duplicate delivery of a finished job ignored", extra={"status": status})
         return
     if status is None:

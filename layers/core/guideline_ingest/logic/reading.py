@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Protocol
 from uuid import UUID
 
-from guideline_ingest.documents.formats import MEDIA_TYPES
+from guideline_ingest.documents.formats import parse_media_type
 from guideline_ingest.models import (
     DocumentInfo,
     Job,
@@ -53,7 +53,7 @@ def job_from_row(row: dict) -> Job:
         )
     if row.get("document_media_type"):
         job.document = DocumentInfo(
-            format=MEDIA_TYPES[row["document_media_type"]].value,
+            format=parse_media_type(row["document_media_type"]).value,
             media_type=row["document_media_type"],
             filename=row["document_filename"],
             size_bytes=row["document_size_bytes"],

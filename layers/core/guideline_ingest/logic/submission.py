@@ -16,9 +16,9 @@ from datetime import datetime
 from typing import Protocol
 from uuid import UUID, uuid4
 
-from guideline_ingest.dal.jobs import NewDocument
+from guideline_ingest.dal.jobs import NewDocument, NewJob
 from guideline_ingest.documents import DocumentRejected
-from guideline_ingest.documents.formats import MEDIA_TYPES, check_declared
+from guideline_ingest.documents.formats import media_type_of, parse_media_type, resolve
 from guideline_ingest.models import JobAccepted, SubmitJobRequest, SubmitUploadRequest, UploadForm
 from guideline_ingest.objects import DOCUMENT_PREFIX, UPLOAD_PREFIX, new_object_key
 from guideline_ingest.observability import logger, metrics
@@ -41,25 +41,9 @@ class IdempotentRequestInFlight(Exception):
 class JobStore(Protocol):
     """What submission asks of the jobs table (guideline_ingest.dal.jobs)."""
 
-    def insert_job(
-        self,
-        event_id: UUID,
-        owner: str,
-        guidelines: str,
-        callback_url: str | None,
-        document: NewDocument | None = None,
-    ) -> dict: ...
+    def insert_job(self, job: NewJob) -> dict: ...
 
-    def insert_job_once(
-        self,
-        event_id: UUID,
-        owner: str,
-        guidelines: str,
-        callback_url: str | None,
-        key: str,
-        request_hash: str,
-        document: NewDocument | None = None,
-    ) -> dict | None: ...
+    def insert_job_once(self, job: NewJob, key: str, request_hash: str) -> dict | None: ...
 
     def find_idempotent_job(self, owner: str, key: str) -> dict | None: ...
 
@@ -100,15 +84,6 @@ class Submission:
     replayed: bool = False
 
 
-@dataclass(frozen=True)
-class _NewJob:
-    owner: str
-    guidelines: str
-    callback_url: str | None
-    fingerprint: str
-    document: NewDocument | None = None
-
-
 def submit_job(
     owner: str,
     request: SubmitJobRequest,
@@ -121,8 +96,11 @@ def submit_job(
     """Plain text, as JSON."""
     event_id = uuid4()
     logger.set_correlation_id(str(event_id))
-    new = _NewJob(owner, request.guidelines, request.callback_url, _fingerprint(request.model_dump_json()))
-    submitted = _accept(event_id, new, idempotency_key, store=store, queue=queue, intake=intake, objects=None)
+    new = NewJob(event_id, owner, request.guidelines, request.callback_url)
+    fingerprint = _fingerprint(request.model_dump_json())
+    submitted = _accept(
+        new, fingerprint, idempotency_key, store=store, queue=queue, intake=intake, objects=None
+    )
     if not submitted.replayed:
         logger.info("job accepted", extra={"guidelines_chars": len(request.guidelines)})
     return submitted
@@ -141,12 +119,10 @@ def submit_document(
     objects: ObjectStore,
     intake: Intake,
 ) -> Submission:
-    """A file sent as the request body: its bytes must be what its Content-Type says."""
-    if media_type not in MEDIA_TYPES:
-        raise DocumentRejected(
-            "unsupported_document_type",
-            f"{media_type} is not a supported document type; send one of: {', '.join(MEDIA_TYPES)}.",
-        )
+    """A file sent as the request body: its bytes must be what its Content-Type says. The job
+    keeps the type's essence ("text/html; charset=utf-8" is kept as text/html)."""
+    declared = parse_media_type(media_type)
+    media_type = media_type_of(declared)
     if not data:
         raise DocumentRejected("empty_document", "The request body is empty.")
     if len(data) > INLINE_DOCUMENT_MAX_BYTES:
@@ -155,7 +131,7 @@ def submit_document(
             f"A document sent in the request may be at most {INLINE_DOCUMENT_MAX_BYTES} bytes; "
             f"ask for an upload form instead (up to {intake.max_document_bytes} bytes).",
         )
-    check_declared(data, media_type)
+    resolve(data, declared)
     event_id = uuid4()
     logger.set_correlation_id(str(event_id))
     key = new_object_key(DOCUMENT_PREFIX, owner, event_id)
@@ -166,8 +142,10 @@ def submit_document(
     # object no job names; the bucket's lifecycle deletes it.
     objects.put_document(intake.documents_bucket, key, data, media_type)
     document = NewDocument(key=key, media_type=media_type, filename=filename, size_bytes=len(data))
-    new = _NewJob(owner, "", callback_url, fingerprint, document)
-    submitted = _accept(event_id, new, idempotency_key, store=store, queue=queue, intake=intake, objects=None)
+    new = NewJob(event_id, owner, "", callback_url, document)
+    submitted = _accept(
+        new, fingerprint, idempotency_key, store=store, queue=queue, intake=intake, objects=None
+    )
     if not submitted.replayed:
         logger.info("document accepted", extra={"media_type": media_type, "size_bytes": len(data)})
     return submitted
@@ -185,12 +163,7 @@ def request_upload(
     """A job AWAITING_UPLOAD and the presigned form its file must be posted with. Nothing is
     queued now: the upload's S3 event does it (logic/uploads.py)."""
     upload = request.upload
-    media_type = upload.media_type.split(";")[0].strip().lower()
-    if media_type not in MEDIA_TYPES:
-        raise DocumentRejected(
-            "unsupported_document_type",
-            f"{upload.media_type} is not a supported document type; use one of: {', '.join(MEDIA_TYPES)}.",
-        )
+    media_type = media_type_of(parse_media_type(upload.media_type))
     if upload.size_bytes > intake.max_document_bytes:
         raise DocumentRejected(
             "document_too_large", f"A document may be at most {intake.max_document_bytes} bytes."
@@ -204,9 +177,10 @@ def request_upload(
         size_bytes=upload.size_bytes,
         upload_expiry_seconds=intake.upload_expiry_seconds,
     )
-    new = _NewJob(owner, "", request.callback_url, _fingerprint(request.model_dump_json()), document)
+    new = NewJob(event_id, owner, "", request.callback_url, document)
+    fingerprint = _fingerprint(request.model_dump_json())
     submitted = _accept(
-        event_id, new, idempotency_key, store=store, queue=None, intake=intake, objects=objects
+        new, fingerprint, idempotency_key, store=store, queue=None, intake=intake, objects=objects
     )
     if not submitted.replayed:
         logger.info("upload form issued", extra={"media_type": media_type, "size_bytes": upload.size_bytes})
@@ -214,8 +188,8 @@ def request_upload(
 
 
 def _accept(
-    event_id: UUID,
-    new: _NewJob,
+    new: NewJob,
+    fingerprint: str,
     idempotency_key: str | None,
     *,
     store: JobStore,
@@ -224,26 +198,18 @@ def _accept(
     objects: ObjectStore | None,
 ) -> Submission:
     if idempotency_key is None:
-        row = store.insert_job(event_id, new.owner, new.guidelines, new.callback_url, new.document)
+        row = store.insert_job(new)
     else:
-        row = store.insert_job_once(
-            event_id,
-            new.owner,
-            new.guidelines,
-            new.callback_url,
-            idempotency_key,
-            new.fingerprint,
-            new.document,
-        )
+        row = store.insert_job_once(new, idempotency_key, fingerprint)
         if row is None:
-            existing = _replay(new.owner, idempotency_key, new.fingerprint, store)
+            existing = _replay(new.owner, idempotency_key, fingerprint, store)
             return Submission(job=_accepted(existing, objects, intake), replayed=True)
     # The row is committed before the send: a message must never arrive before its job.
     if queue is not None:
         try:
-            queue.enqueue_job(intake.jobs_queue_url, event_id)
+            queue.enqueue_job(intake.jobs_queue_url, new.event_id)
         except QueueUnavailable:
-            _forget(event_id, store)
+            _forget(new.event_id, store)
             raise
     if idempotency_key is not None:
         store.complete_idempotency_key(new.owner, idempotency_key)

@@ -18,7 +18,7 @@ from typing import Protocol
 from uuid import UUID
 
 from guideline_ingest.config import SweeperSettings
-from guideline_ingest.logic.backoff import describe_duration
+from guideline_ingest.logic.backoff import budget_spent_reason, describe_duration
 from guideline_ingest.observability import logger, metrics
 
 # Enough for one run of one minute; more waits for the next run.
@@ -42,7 +42,7 @@ class SweepingStore(Protocol):
     def fail_abandoned_jobs(self, max_attempts: int) -> list[dict]: ...
 
     def fail_jobs_out_of_budget(
-        self, budget_seconds: float, silent_seconds: float, budget: str
+        self, budget_seconds: float, silent_seconds: float, budget: str, llm_reason: str
     ) -> list[dict]: ...
 
     def mark_forgotten_jobs_enqueued(self, silent_seconds: float, limit: int) -> list[UUID]: ...
@@ -64,7 +64,11 @@ def sweep(settings: SweeperSettings, *, store: SweepingStore, queue: SweepingQue
     silent = settings.jobs_visibility_timeout_seconds + settings.pending_grace_seconds
     failed = store.fail_abandoned_jobs(settings.max_receive_count)
     failed += store.fail_jobs_out_of_budget(
-        settings.retry_budget_seconds, silent, describe_duration(settings.retry_budget_seconds)
+        settings.retry_budget_seconds,
+        silent,
+        describe_duration(settings.retry_budget_seconds),
+        # The store puts each job's last transient error in place of %s (SQL's format()).
+        budget_spent_reason(settings.retry_budget_seconds, "%s"),
     )
     failed += fail_expired_uploads(store=store)
     forgotten = store.mark_forgotten_jobs_enqueued(silent, BATCH_LIMIT)
