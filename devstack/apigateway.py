@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import concurrent.futures
+import contextlib
 import fnmatch
 import functools
 import hashlib
@@ -26,10 +26,11 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.routing import Map, MapAdapter, Rule
 from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
-from devstack.runtime import FunctionPool, Invocation
+from devstack.runtime import FunctionPool
 from devstack.template import ACCOUNT_ID, ApiRoute, ApiSpec
 
 log = logging.getLogger("devstack.api")
@@ -37,14 +38,12 @@ log = logging.getLogger("devstack.api")
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024  # API Gateway's hard limit
 # Lambda's limit on a synchronous invocation's request (6 MiB), which the proxy event must fit.
 MAX_INVOKE_PAYLOAD_BYTES = 6 * 1024 * 1024
-INTEGRATION_TIMEOUT_SECONDS = 29  # API Gateway's default integration timeout
 
 # Status and message API Gateway uses when the template does not customise a response type.
 _DEFAULT_RESPONSES = {
     "MISSING_AUTHENTICATION_TOKEN": (403, "Missing Authentication Token"),
     "INVALID_API_KEY": (403, "Forbidden"),
     "REQUEST_TOO_LARGE": (413, "Request Too Long"),
-    "INTEGRATION_TIMEOUT": (504, "Endpoint request timed out"),
     "DEFAULT_5XX": (502, "Internal server error"),
     "BAD_REQUEST_BODY": (400, "Invalid request body"),
 }
@@ -57,61 +56,27 @@ def api_key_id(api_key: str) -> str:
     return hashlib.sha256(api_key.encode()).hexdigest()[:10]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # hashed by identity: werkzeug's rules map to it
 class Route:
     spec: ApiRoute
     api: ApiSpec
     pool: FunctionPool
-    pattern: re.Pattern
-    parameter_names: tuple[str, ...]
-
-    @classmethod
-    def build(cls, spec: ApiRoute, api: ApiSpec, pool: FunctionPool) -> Route:
-        names = []
-        parts = []
-        for segment in spec.path.strip("/").split("/") if spec.path != "/" else []:
-            match = re.fullmatch(r"\{([^}+]+)(\+?)\}", segment)
-            if match:
-                names.append(match.group(1))
-                parts.append("(.+)" if match.group(2) else "([^/]+)")
-            else:
-                parts.append(re.escape(segment))
-        pattern = re.compile("/" + "/".join(parts) + "/?" if parts else "/")
-        return cls(spec, api, pool, pattern, tuple(names))
 
     @functools.cached_property
     def resource_id(self) -> str:
         """API Gateway's id of the route's resource (6 characters), the same on every request."""
         return hashlib.sha256(self.spec.path.encode()).hexdigest()[:6]
 
-    @property
-    def specificity(self) -> tuple:
-        # API Gateway prefers literal segments over variables, and greedy variables last.
-        segments = self.spec.path.strip("/").split("/")
-        literals = sum(1 for s in segments if not s.startswith("{"))
-        greedy = any(s.endswith("+}") for s in segments)
-        return (greedy, -literals, -len(segments))
 
-
-class Router:
-    """Routes by stage, as API Gateway serves them: `/<stage>/<resource path>` and nothing else."""
-
-    def __init__(self, routes: list[Route]):
-        self.routes = sorted(routes, key=lambda r: r.specificity)
-        self.stages = {route.api.stage for route in routes}
-
-    def split_stage(self, path: str) -> tuple[str, str] | None:
-        """(stage, path within the stage), or None when the path names no stage of these APIs."""
-        stage, _, rest = path.removeprefix("/").partition("/")
-        return (stage, f"/{rest}") if stage in self.stages else None
-
-    def match(self, stage: str, path: str, method: str) -> tuple[Route | None, dict[str, str] | None]:
-        """The route and its path parameters, or (None, None)."""
-        for route in self.routes:
-            found = route.pattern.fullmatch(path) if route.api.stage == stage else None
-            if found and route.spec.method in (method, "ANY"):
-                return route, dict(zip(route.parameter_names, found.groups(), strict=True))
-        return None, None
+def _router(routes: list[Route]) -> MapAdapter:
+    """werkzeug's URL map of the routes, each under its API's stage (`/<stage>/<resource path>`) as
+    API Gateway serves them; it prefers literal segments over variables as API Gateway does."""
+    rules = []
+    for route in routes:
+        path = re.sub(r"{([^}]+)}", r"<\1>", f"/{route.api.stage}{route.spec.path}".rstrip("/"))
+        methods = None if route.spec.method == "ANY" else [route.spec.method]
+        rules.append(Rule(path, endpoint=route, methods=methods))
+    return Map(rules, strict_slashes=False, merge_slashes=False).bind("api")
 
 
 def _render_context(template: str, context: dict[str, str]) -> str:
@@ -301,14 +266,11 @@ class _Handler(WSGIRequestHandler):
 
 class ApiGateway:
     def __init__(self, routes: list[Route], api_keys: list[str], host: str = "127.0.0.1", port: int = 3000):
-        self.router = Router(routes)
+        self.router = _router(routes)
+        self.stages = {route.api.stage for route in routes}
         self.api_keys = set(api_keys)
         self.default_api = routes[0].api if routes else None
         self._server = make_server(host, port, self.application, threaded=True, request_handler=_Handler)
-        self._thread: threading.Thread | None = None
-        self._slow_calls = concurrent.futures.ThreadPoolExecutor(
-            max_workers=64, thread_name_prefix="integration"
-        )
 
     @property
     def port(self) -> int:
@@ -320,13 +282,11 @@ class ApiGateway:
         return f"/{self.default_api.stage}" if self.default_api else ""
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="api", daemon=True)
-        self._thread.start()
+        threading.Thread(target=self._server.serve_forever, name="api", daemon=True).start()
 
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
-        self._slow_calls.shutdown(wait=False, cancel_futures=True)
 
     # --- one request -------------------------------------------------------------------------
 
@@ -337,9 +297,12 @@ class ApiGateway:
         request_id = str(uuid.uuid4())
         # The path as the client sent it: API Gateway passes it undecoded.
         raw_path, _, query = environ.get("REQUEST_URI", request.full_path).partition("?")
-        staged = self.router.split_stage(raw_path)
-        stage, path = staged or (None, raw_path)
-        route, path_parameters = self.router.match(stage, path, request.method) if staged else (None, None)
+        stage, _, rest = raw_path.removeprefix("/").partition("/")
+        route, path_parameters = None, {}
+        with contextlib.suppress(HTTPException):
+            route, path_parameters = self.router.match(raw_path, request.method)
+            if route.spec.method not in (request.method, "ANY"):  # werkzeug lets HEAD reach GET
+                route = None
         context = {
             "requestId": request_id,
             "extendedRequestId": request_id,
@@ -347,26 +310,18 @@ class ApiGateway:
             "httpMethod": request.method,
             "identity.sourceIp": request.remote_addr or "",
         }
-        if staged:
+        if stage in self.stages:
             status, headers, payload = self._respond(
-                request, route, path_parameters, path, query, request_id, started, context
+                request, route, path_parameters, f"/{rest}", query, request_id, started, context
             )
         else:
             # A URL without a stage reaches no API, so no gateway response applies: API Gateway's own 403.
             status, headers, payload = 403, {"Content-Type": "application/json"}, b'{"message": "Forbidden"}'
-        response = Response(
-            payload, status=status, headers=list(headers.items() if isinstance(headers, dict) else headers)
-        )
+        response = Response(payload, status=status, headers=headers)
         response.headers["x-amzn-RequestId"] = request_id
         label = route.pool.spec.short_name if route else "-"
-        log.info(
-            "%s %s %s %d %.1f ms",
-            request.method,
-            environ.get("REQUEST_URI", raw_path),
-            label,
-            status,
-            (time.time() - started) * 1000,
-        )
+        elapsed = (time.time() - started) * 1000
+        log.info("%s %s %s %d %.1f ms", request.method, environ.get("REQUEST_URI"), label, status, elapsed)
         return response(environ, start_response)
 
     def _respond(self, request: Request, route, path_parameters, path, query, request_id, started, context):
@@ -412,9 +367,8 @@ class ApiGateway:
         if len(event["body"] or "") > MAX_INVOKE_PAYLOAD_BYTES:
             # Lambda refuses the invocation (RequestEntityTooLargeException), which API Gateway answers 413.
             return gateway_response(route.api, "REQUEST_TOO_LARGE", context)
-        invocation = self._invoke(route.pool, event)
-        if invocation is None:
-            return gateway_response(route.api, "INTEGRATION_TIMEOUT", context)
+        # The template's API functions time out within API Gateway's 29 s: no INTEGRATION_TIMEOUT here.
+        invocation = route.pool.invoke(event)
         if not invocation.ok:
             return gateway_response(route.api, "DEFAULT_5XX", context)
         try:
@@ -422,13 +376,3 @@ class ApiGateway:
         except MalformedResponse as exc:
             log.warning("malformed Lambda proxy response from %s: %s", route.pool.spec.short_name, exc)
             return gateway_response(route.api, "DEFAULT_5XX", context)
-
-    def _invoke(self, pool: FunctionPool, event: dict) -> Invocation | None:
-        if pool.spec.timeout <= INTEGRATION_TIMEOUT_SECONDS:
-            return pool.invoke(event)
-        # The function may run longer than API Gateway waits: answer 504 and let it finish.
-        future = self._slow_calls.submit(pool.invoke, event)
-        try:
-            return future.result(timeout=INTEGRATION_TIMEOUT_SECONDS)
-        except concurrent.futures.TimeoutError:
-            return None

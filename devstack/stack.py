@@ -14,10 +14,11 @@ import gc
 import json
 import logging
 import os
-import threading
 import time
 import uuid
 import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -69,11 +70,11 @@ def _process_exists(pid: int) -> bool:
     return True
 
 
+@dataclass
 class LlmChoice:
-    def __init__(self, base_url: str, api_key: str, offline: bool):
-        self.base_url = base_url
-        self.api_key = api_key
-        self.offline = offline
+    base_url: str
+    api_key: str
+    offline: bool
 
     @property
     def label(self) -> str:
@@ -177,22 +178,18 @@ class Stack:
 
     def _start(self) -> None:
         bare = load_template(self.template_path, self.parameter_overrides, name_suffix=self.name_suffix)
-        database = threading.Thread(target=self._start_database, name="postgres-start")
-        failure: list[BaseException] = []
-        database.run = _capturing(database.run, failure)
-        database.start()
-        self._sqs = LocalSQS(
-            bare.queues,
-            host=self.host,
-            port=self.sqs_port or free_port(self.host),
-            endpoint=self.external_sqs,
-            queue_urls=self.external_queue_urls,
-            buckets=bare.buckets,
-        )
-        self._sqs.start()
-        database.join()
-        if failure:
-            raise failure[0]
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="postgres-start") as starting:
+            database = starting.submit(self._start_database)
+            self._sqs = LocalSQS(
+                bare.queues,
+                host=self.host,
+                port=self.sqs_port or free_port(self.host),
+                endpoint=self.external_sqs,
+                queue_urls=self.external_queue_urls,
+                buckets=bare.buckets,
+            )
+            self._sqs.start()
+            database.result()
 
         self.llm = self._choose_llm(bare)
         self.template = load_template(
@@ -207,7 +204,7 @@ class Stack:
             )
 
         routes = [
-            Route.build(route, self.template.apis[route.api_id], self.pools[spec.logical_id])
+            Route(route, self.template.apis[route.api_id], self.pools[spec.logical_id])
             for spec in self.template.functions.values()
             for route in spec.routes
         ]
@@ -459,13 +456,3 @@ class Stack:
     def start_sqs(self) -> None:
         self._sqs.start()
         log.warning("SQS endpoint started")
-
-
-def _capturing(run, failures: list[BaseException]):
-    def wrapped() -> None:
-        try:
-            run()
-        except BaseException as exc:
-            failures.append(exc)
-
-    return wrapped
