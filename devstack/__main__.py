@@ -9,12 +9,14 @@ import os
 import signal
 import sys
 import threading
-import warnings
 from pathlib import Path
 
 from devstack import logs
+from devstack.postgres import database_url_or_embedded, process_exists
 from devstack.settings import load_settings
-from devstack.stack import OFFLINE_API_KEY, PROJECT_ROOT, Stack, _process_exists, forget_dead_handles
+from devstack.sqs import redrive_all, sqs_client
+from devstack.stack import OFFLINE_API_KEY, PROJECT_ROOT, Stack
+from devstack.template import load_template
 
 log = logging.getLogger("devstack")
 
@@ -41,7 +43,7 @@ def running_stack(data_dir: Path) -> dict | None:
         state = json.loads(state_file(data_dir).read_text())
     except (OSError, ValueError):
         return None
-    return state if _process_exists(state.get("pid", -1)) else None
+    return state if process_exists(state.get("pid", -1)) else None
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
@@ -116,19 +118,11 @@ def cmd_invoke(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from devstack.postgres import LocalPostgres
     from guideline_ingest.migrations import migrate
 
     settings = load_settings(PROJECT_ROOT)
     logs.configure(settings.get("LOG_LEVEL", "INFO"))
-    server = None
-    url = settings.get("DATABASE_URL")
-    if not url:
-        pgdata = args.data_dir / "pgdata"
-        pgdata.parent.mkdir(parents=True, exist_ok=True)
-        forget_dead_handles(pgdata)
-        server = LocalPostgres(pgdata)
-        url = server.start()
+    url, server = database_url_or_embedded(args.data_dir / "pgdata", settings.get("DATABASE_URL"))
     try:
         applied = migrate(url)
     finally:
@@ -139,9 +133,6 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_redrive(args: argparse.Namespace) -> int:
-    from devstack.sqs import redrive_all, sqs_client
-    from devstack.template import load_template
-
     logs.configure("INFO")
     state = running_stack(args.data_dir)
     if state is None:
@@ -181,8 +172,6 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     args = parser.parse_args(argv)
-    # platformdirs warns on machines without XDG_RUNTIME_DIR (CI); the embedded PostgreSQL copes.
-    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     handlers = {"dev": cmd_dev, "invoke": cmd_invoke, "migrate": cmd_migrate, "redrive": cmd_redrive}
     return handlers[args.command](args)
 
