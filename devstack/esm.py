@@ -1,9 +1,9 @@
 """The SQS event source mapping: pollers that invoke a function with batches, as Lambda does.
 
-Up to MaximumConcurrency pollers each long-poll the queue, gather a batch of BatchSize within the
-batching window, invoke the function and delete the records that succeeded. Records that failed are
-left alone: they come back after the visibility timeout, and the queue's redrive policy moves them to
-the dead-letter queue after maxReceiveCount receives.
+Up to MaximumConcurrency pollers each long-poll the queue for a batch of up to BatchSize, invoke
+the function and delete the records that succeeded. Records that failed are left alone: they come
+back after the visibility timeout, and the queue's redrive policy moves them to the dead-letter
+queue after maxReceiveCount receives.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import logging
 import threading
-import time
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -151,32 +150,16 @@ class EventSourceMapping:
         except (BotoCoreError, ClientError) as exc:
             log.debug("releasing %d messages failed: %s", len(batch), exc)  # back after the timeout
 
-    def _receive(self, client, count: int, wait: int) -> list[dict]:
+    def _gather(self, client) -> list[dict]:
+        """One batch of up to BatchSize (the template's mappings have no batching window)."""
         response = client.receive_message(
             QueueUrl=self.queue_url,
-            MaxNumberOfMessages=min(count, 10),
-            WaitTimeSeconds=wait,
+            MaxNumberOfMessages=min(self.source.batch_size, 10),
+            WaitTimeSeconds=POLL_WAIT_SECONDS,
             MessageSystemAttributeNames=["All"],
             MessageAttributeNames=["All"],
         )
         return response.get("Messages", [])
-
-    def _gather(self, client) -> list[dict]:
-        """One batch: wait for a first message, then fill up until BatchSize or the batching window ends."""
-        messages = self._receive(client, self.source.batch_size, POLL_WAIT_SECONDS)
-        if not messages:
-            return []
-        window_ends = time.monotonic() + self.source.batching_window_seconds
-        while len(messages) < self.source.batch_size and not self._stop.is_set():
-            remaining = window_ends - time.monotonic()
-            if remaining <= 0:
-                break
-            more = self._receive(client, self.source.batch_size - len(messages), min(int(remaining), 20))
-            if not more and remaining < 1:
-                self._stop.wait(remaining)  # WaitTimeSeconds is whole seconds: sleep out the rest
-                break
-            messages.extend(more)
-        return messages
 
     def _deliver(self, client, messages: list[dict]) -> None:
         records = [lambda_sqs_record(message, self.queue_arn) for message in messages]

@@ -183,10 +183,8 @@ class Stack:
         for spec in self.template.functions.values():
             pool = self.pools[spec.logical_id]
             for source in spec.sqs_sources if self.event_sources_enabled else []:
-                if source.enabled:
-                    queue = self.template.queues[source.queue]
-                    url = self._sqs.queue_urls[source.queue]
-                    self.mappings.append(EventSourceMapping(source, url, queue.arn, pool, self.sqs_endpoint))
+                queue, url = self.template.queues[source.queue], self._sqs.queue_urls[source.queue]
+                self.mappings.append(EventSourceMapping(source, url, queue.arn, pool, self.sqs_endpoint))
             self.schedules[spec.logical_id] = [Schedule(pool, s) for s in spec.schedules]
         self.enable_event_sources()
         for schedule in self._all_schedules() if self.schedules_enabled else []:

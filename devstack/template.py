@@ -66,17 +66,13 @@ class ApiRoute:
 class SqsSource:
     queue: str  # logical id of the queue
     batch_size: int
-    batching_window_seconds: int
     report_batch_item_failures: bool
     maximum_concurrency: int | None
-    enabled: bool = True
 
 
 @dataclass(frozen=True)
 class ScheduleSource:
     expression: str
-    enabled: bool
-    event_input: Any  # the Input property (a JSON string) or None
     event_name: str
 
 
@@ -445,13 +441,10 @@ def _add_event(
         source = SqsSource(
             queue=queue,
             batch_size=int(props.get("BatchSize", DEFAULT_BATCH_SIZE)),
-            batching_window_seconds=int(props.get("MaximumBatchingWindowInSeconds", 0)),
             report_batch_item_failures="ReportBatchItemFailures"
             in (props.get("FunctionResponseTypes") or []),
             maximum_concurrency=_int_or_none((props.get("ScalingConfig") or {}).get("MaximumConcurrency")),
-            enabled=_as_bool(props.get("Enabled", True)),
         )
         spec.sqs_sources.append(source)
     elif kind == "Schedule":
-        enabled = _as_bool(props.get("Enabled", True)) and props.get("State") != "DISABLED"
-        spec.schedules.append(ScheduleSource(props["Schedule"], enabled, props.get("Input"), name))
+        spec.schedules.append(ScheduleSource(props["Schedule"], name))

@@ -491,7 +491,7 @@ def _mapping_with_messages(stack, pool: _SucceedingPool, concurrency: int, messa
     sqs.send_message_batch(
         QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": str(i)} for i in range(messages)]
     )
-    source = SqsSource("Mapped", 1, 0, report_batch_item_failures=True, maximum_concurrency=concurrency)
+    source = SqsSource("Mapped", 1, report_batch_item_failures=True, maximum_concurrency=concurrency)
     mapping = EventSourceMapping(
         source, url, "arn:aws:sqs:us-east-1:000000000000:m", pool, stack.sqs_endpoint
     )
