@@ -21,7 +21,6 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -47,6 +46,9 @@ _DEFAULT_RESPONSES = {
     "DEFAULT_5XX": (502, "Internal server error"),
     "BAD_REQUEST_BODY": (400, "Invalid request body"),
 }
+# The identity fields API Gateway sends as null for a caller without IAM or Cognito credentials.
+_NULL_IDENTITY = ("cognitoIdentityPoolId", "cognitoIdentityId", "cognitoAuthenticationType", "principalOrgId")
+_NULL_IDENTITY += ("cognitoAuthenticationProvider", "userArn", "accountId", "caller", "accessKey", "user")
 _HOP_BY_HOP = {"connection", "content-length", "transfer-encoding", "keep-alive", "date", "server"}
 
 
@@ -111,109 +113,72 @@ def gateway_response(
     return status, headers, body.encode()
 
 
-@functools.lru_cache(maxsize=4)  # requests in the same second share it
-def _request_time(second: int) -> str:
-    return datetime.fromtimestamp(second, UTC).strftime("%d/%b/%Y:%H:%M:%S +0000")
-
-
-def _is_binary(content_type: str | None, binary_media_types: list[str]) -> bool:
-    if not content_type or not binary_media_types:
-        return False
-    media_type = content_type.split(";", 1)[0].strip().lower()
-    return any(fnmatch.fnmatch(media_type, pattern.lower()) for pattern in binary_media_types)
-
-
 def proxy_event(
-    *,
-    route: Route,
-    method: str,
-    path: str,
-    path_parameters: dict[str, str],
-    query: str,
-    header_items: list[tuple[str, str]],
-    body: bytes,
-    source_ip: str,
-    local_port: int,
-    request_id: str,
-    api_key: str | None,
-    started: float,
+    request: Request, route: Route, path: str, path_parameters: dict, query: str, **context
 ) -> dict:
-    """The REST API Lambda proxy integration event (payload format 1.0)."""
-    headers: dict[str, str] = {}
-    multi_headers: dict[str, list[str]] = {}
+    """The REST API Lambda proxy integration event (payload format 1.0) of `request`; `context` holds
+    request_id, api_key, started and local_port."""
+    header_items = list(request.headers.items())
     present = {name.lower() for name, _ in header_items}
     # Headers API Gateway adds on its way to the integration.
-    added = [
-        ("X-Amzn-Trace-Id", f"Root=1-{int(started):08x}-{os.urandom(12).hex()}"),
-        ("X-Forwarded-For", source_ip),
-        ("X-Forwarded-Port", str(local_port)),
-        ("X-Forwarded-Proto", "http"),
-    ]
-    header_items = header_items + [(name, value) for name, value in added if name.lower() not in present]
-    for name, value in header_items:
-        headers[name] = value
-        multi_headers.setdefault(name, []).append(value)
+    added = {
+        "X-Amzn-Trace-Id": f"Root=1-{int(context['started']):08x}-{os.urandom(12).hex()}",
+        "X-Forwarded-For": request.remote_addr or "",
+        "X-Forwarded-Port": str(context["local_port"]),
+        "X-Forwarded-Proto": "http",
+    }
+    header_items += [(name, value) for name, value in added.items() if name.lower() not in present]
     query_pairs = parse_qsl(query, keep_blank_values=True)
-    query_params: dict[str, str] = {}
-    multi_query: dict[str, list[str]] = {}
-    for name, value in query_pairs:
-        query_params[name] = value
-        multi_query.setdefault(name, []).append(value)
-    if not body:
-        event_body, encoded = None, False
-    elif _is_binary(headers.get("Content-Type") or headers.get("content-type"), route.api.binary_media_types):
-        event_body, encoded = base64.b64encode(body).decode(), True
-    else:
-        # Without a binary media type API Gateway passes the payload as text.
-        event_body, encoded = body.decode("utf-8", errors="replace"), False
-    stage = route.api.stage
-    api_id = route.api.logical_id.lower()
-    user_agent = headers.get("User-Agent") or headers.get("user-agent")
+    body = request.get_data()
+    media_type = (request.mimetype or "").lower()
+    encoded = bool(body) and any(fnmatch.fnmatch(media_type, t.lower()) for t in route.api.binary_media_types)
+    # Without a binary media type API Gateway passes the payload as text.
+    text = base64.b64encode(body).decode() if encoded else body.decode("utf-8", errors="replace")
+    api_key, api_id = context["api_key"], route.api.logical_id.lower()
+    identity = dict.fromkeys(_NULL_IDENTITY)
+    identity |= {
+        "apiKey": api_key,
+        "apiKeyId": api_key_id(api_key) if api_key else None,
+        "userAgent": request.user_agent.string or None,
+        "sourceIp": request.remote_addr or "",
+    }
     return {
         "resource": route.spec.path,
         "path": path,
-        "httpMethod": method,
-        "headers": headers or None,
-        "multiValueHeaders": multi_headers or None,
-        "queryStringParameters": query_params or None,
-        "multiValueQueryStringParameters": multi_query or None,
+        "httpMethod": request.method,
+        "headers": dict(header_items) or None,
+        "multiValueHeaders": _multi(header_items) or None,
+        "queryStringParameters": dict(query_pairs) or None,
+        "multiValueQueryStringParameters": _multi(query_pairs) or None,
         "pathParameters": path_parameters or None,
         "stageVariables": None,
         "requestContext": {
             "resourceId": route.resource_id,
             "resourcePath": route.spec.path,
-            "httpMethod": method,
+            "httpMethod": request.method,
             "extendedRequestId": base64.b64encode(os.urandom(12)).decode(),
-            "requestTime": _request_time(int(started)),
-            "path": f"/{stage}{path}",
+            "requestTime": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(context["started"])),
+            "path": f"/{route.api.stage}{path}",
             "accountId": ACCOUNT_ID,
             "protocol": "HTTP/1.1",
-            "stage": stage,
+            "stage": route.api.stage,
             "domainPrefix": api_id,
-            "requestTimeEpoch": int(started * 1000),
-            "requestId": request_id,
-            "identity": {
-                "cognitoIdentityPoolId": None,
-                "cognitoIdentityId": None,
-                "apiKey": api_key,
-                "principalOrgId": None,
-                "cognitoAuthenticationType": None,
-                "userArn": None,
-                "apiKeyId": api_key_id(api_key) if api_key else None,
-                "userAgent": user_agent,
-                "accountId": None,
-                "caller": None,
-                "sourceIp": source_ip,
-                "accessKey": None,
-                "cognitoAuthenticationProvider": None,
-                "user": None,
-            },
-            "domainName": headers.get("Host") or headers.get("host") or "",
+            "requestTimeEpoch": int(context["started"] * 1000),
+            "requestId": context["request_id"],
+            "identity": identity,
+            "domainName": request.host,
             "apiId": api_id,
         },
-        "body": event_body,
+        "body": text or None,
         "isBase64Encoded": encoded,
     }
+
+
+def _multi(pairs: list[tuple[str, str]]) -> dict[str, list[str]]:
+    multi: dict[str, list[str]] = {}
+    for name, value in pairs:
+        multi.setdefault(name, []).append(value)
+    return multi
 
 
 class MalformedResponse(ValueError):
@@ -222,41 +187,28 @@ class MalformedResponse(ValueError):
 
 def http_response(result: Any) -> tuple[int, list[tuple[str, str]], bytes]:
     """The HTTP response for a proxy integration result; MalformedResponse where API Gateway answers 502."""
-    if not isinstance(result, dict) or "statusCode" not in result:
-        raise MalformedResponse("the result is not an object with a statusCode")
-    try:
-        status = int(result["statusCode"])
-    except (TypeError, ValueError) as exc:
-        raise MalformedResponse("statusCode is not an integer") from exc
-    if not 100 <= status <= 599:
-        raise MalformedResponse("statusCode is out of range")
-    headers: list[tuple[str, str]] = []
-    multi = result.get("multiValueHeaders") or {}
-    single = result.get("headers") or {}
+    status = str(result.get("statusCode") if isinstance(result, dict) else None)
+    if not status.isdigit() or not 100 <= int(status) <= 599:
+        raise MalformedResponse("the result is not an object with an integer statusCode")
+    multi, single = result.get("multiValueHeaders") or {}, result.get("headers") or {}
     if not isinstance(multi, dict) or not isinstance(single, dict):
         raise MalformedResponse("headers must be objects")
-    seen = set()
-    for name, values in multi.items():
-        seen.add(name.lower())
-        for value in values if isinstance(values, list) else [values]:
-            headers.append((name, str(value)))
-    for name, value in single.items():
-        if name.lower() not in seen:
-            headers.append((name, str(value)))
-    headers = [(n, v) for n, v in headers if n.lower() not in _HOP_BY_HOP]
-    if not any(n.lower() == "content-type" for n, _ in headers):
+    headers = [(name, str(value)) for name, values in multi.items() for value in values]
+    headers += [(name, str(value)) for name, value in single.items() if name not in multi]
+    headers = [(name, value) for name, value in headers if name.lower() not in _HOP_BY_HOP]
+    if not any(name.lower() == "content-type" for name, _ in headers):
         headers.append(("Content-Type", "application/json"))
     body = result.get("body")
-    if body is None:
-        payload = b""
-    elif result.get("isBase64Encoded"):
-        try:
-            payload = base64.b64decode(body)
-        except (binascii.Error, TypeError) as exc:
-            raise MalformedResponse("body is not valid base64") from exc
-    else:
-        payload = (body if isinstance(body, str) else json.dumps(body)).encode()
-    return status, headers, payload
+    try:
+        if result.get("isBase64Encoded"):
+            return int(status), headers, base64.b64decode(body or "", validate=True)
+    except (binascii.Error, TypeError) as exc:
+        raise MalformedResponse("body is not valid base64") from exc
+    return (
+        int(status),
+        headers,
+        (body if isinstance(body, str) else json.dumps(body) if body else "").encode(),
+    )
 
 
 class _Handler(WSGIRequestHandler):
@@ -340,7 +292,7 @@ class ApiGateway:
         else:
             api_key = None  # API Gateway only identifies keys on methods that require one
         try:
-            body = request.get_data()
+            request.get_data()  # read here, where an unreadable body has its gateway response
         except RequestEntityTooLarge:
             return gateway_response(route.api, "REQUEST_TOO_LARGE", context)
         except (HTTPException, OSError, ValueError):
@@ -349,21 +301,8 @@ class ApiGateway:
             return gateway_response(
                 route.api, "BAD_REQUEST_BODY", context | {"error.message": "Invalid request body"}
             )
-
-        event = proxy_event(
-            route=route,
-            method=request.method,
-            path=path,
-            path_parameters=path_parameters,
-            query=query,
-            header_items=list(request.headers.items()),
-            body=body,
-            source_ip=request.remote_addr or "",
-            local_port=self.port,
-            request_id=request_id,
-            api_key=api_key,
-            started=started,
-        )
+        context = {"request_id": request_id, "api_key": api_key, "started": started, "local_port": self.port}
+        event = proxy_event(request, route, path, path_parameters, query, **context)
         if len(event["body"] or "") > MAX_INVOKE_PAYLOAD_BYTES:
             # Lambda refuses the invocation (RequestEntityTooLargeException), which API Gateway answers 413.
             return gateway_response(route.api, "REQUEST_TOO_LARGE", context)
