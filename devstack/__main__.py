@@ -23,14 +23,11 @@ log = logging.getLogger("devstack")
 DEFAULT_DATA_DIR = PROJECT_ROOT / ".local"
 
 
-def _pairs(values: list[str], what: str) -> dict[str, str]:
-    pairs = {}
-    for value in values:
-        name, sep, content = value.partition("=")
-        if not sep or not name:
-            raise SystemExit(f"{what} must look like NAME=VALUE, got {value!r}")
-        pairs[name] = content
-    return pairs
+def _pair(value: str) -> tuple[str, str]:
+    name, sep, content = value.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"must look like NAME=VALUE, got {value!r}")
+    return name, content
 
 
 def state_file(data_dir: Path) -> Path:
@@ -62,7 +59,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     stack = Stack(
-        parameter_overrides=_pairs(args.parameter_overrides, "--parameter-overrides"),
+        parameter_overrides=dict(args.parameter_overrides),
         data_dir=args.data_dir,
         state_file=state_file(args.data_dir),
     )
@@ -105,10 +102,10 @@ def cmd_invoke(args: argparse.Namespace) -> int:
         event_sources=False,
         schedules=False,
         env=settings_env,
-        parameter_overrides=_pairs(args.parameter_overrides, "--parameter-overrides"),
+        parameter_overrides=dict(args.parameter_overrides),
         sqs_endpoint=sqs_endpoint,
         queue_urls=queue_urls,
-        function_env=_pairs(args.env, "--env"),
+        function_env=dict(args.env),
         data_dir=args.data_dir,
     )
     with stack:
@@ -152,10 +149,17 @@ def main(argv: list[str] | None = None) -> int:
     invoke = commands.add_parser("invoke", help="invoke one function with an event file and print the result")
     invoke.add_argument("function", help="submit, status, process, sweeper or a logical id")
     invoke.add_argument("event", help="event JSON file, or - for stdin")
-    invoke.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="function variable")
+    invoke.add_argument(
+        "--env", action="append", default=[], type=_pair, metavar="NAME=VALUE", help="function variable"
+    )
     for command in (dev, invoke):
         command.add_argument(
-            "--parameter-overrides", nargs="+", default=[], metavar="NAME=VALUE", help="template parameters"
+            "--parameter-overrides",
+            nargs="+",
+            default=[],
+            type=_pair,
+            metavar="NAME=VALUE",
+            help="template parameters",
         )
     migrate = commands.add_parser(
         "migrate", help="apply database migrations (DATABASE_URL or the embedded server)"

@@ -26,7 +26,7 @@ from urllib.parse import parse_qsl
 
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.routing import Map, MapAdapter, Rule
-from werkzeug.serving import WSGIRequestHandler, make_server
+from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from devstack.runtime import FunctionPool
@@ -76,8 +76,7 @@ def _router(routes: list[Route]) -> MapAdapter:
     rules = []
     for route in routes:
         path = re.sub(r"{([^}]+)}", r"<\1>", f"/{route.api.stage}{route.spec.path}".rstrip("/"))
-        methods = None if route.spec.method == "ANY" else [route.spec.method]
-        rules.append(Rule(path, endpoint=route, methods=methods))
+        rules.append(Rule(path, endpoint=route, methods=[route.spec.method]))
     return Map(rules, strict_slashes=False, merge_slashes=False).bind("api")
 
 
@@ -211,18 +210,13 @@ def http_response(result: Any) -> tuple[int, list[tuple[str, str]], bytes]:
     )
 
 
-class _Handler(WSGIRequestHandler):
-    def log_request(self, *args: Any) -> None:
-        """Our own access line is logged per request instead."""
-
-
 class ApiGateway:
     def __init__(self, routes: list[Route], api_keys: list[str], host: str = "127.0.0.1", port: int = 3000):
         self.router = _router(routes)
         self.stages = {route.api.stage for route in routes}
         self.api_keys = set(api_keys)
         self.default_api = routes[0].api if routes else None
-        self._server = make_server(host, port, self.application, threaded=True, request_handler=_Handler)
+        self._server = make_server(host, port, self.application, threaded=True)
 
     @property
     def port(self) -> int:
@@ -253,7 +247,7 @@ class ApiGateway:
         route, path_parameters = None, {}
         with contextlib.suppress(HTTPException):
             route, path_parameters = self.router.match(raw_path, request.method)
-            if route.spec.method not in (request.method, "ANY"):  # werkzeug lets HEAD reach GET
+            if route.spec.method != request.method:  # werkzeug lets HEAD reach GET
                 route = None
         context = {
             "requestId": request_id,

@@ -259,8 +259,6 @@ class Stack:
     def _cap(self, spec: FunctionSpec) -> int:
         if spec.sqs_sources:
             return max(s.maximum_concurrency or DEFAULT_CONCURRENCY for s in spec.sqs_sources)
-        if spec.reserved_concurrency:
-            return spec.reserved_concurrency
         return int(self.settings.get("DEVSTACK_MAX_ENVIRONMENTS") or default_max_environments())
 
     def _function_environment(self, spec: FunctionSpec) -> dict[str, str]:

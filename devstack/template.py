@@ -56,10 +56,9 @@ def load_yaml(path: Path) -> dict:
 @dataclass(frozen=True)
 class ApiRoute:
     path: str  # as in the template, e.g. /jobs/{event_id}
-    method: str  # upper case, or ANY
+    method: str  # upper case
     api_key_required: bool
     api_id: str  # logical id of the API resource
-    event_name: str
 
 
 @dataclass(frozen=True)
@@ -85,7 +84,6 @@ class FunctionSpec:
     memory_size: int
     environment: dict[str, Any]  # resolved values, UNRESOLVED where only AWS knows
     layer_dirs: list[Path]
-    reserved_concurrency: int | None
     routes: list[ApiRoute] = field(default_factory=list)
     sqs_sources: list[SqsSource] = field(default_factory=list)
     schedules: list[ScheduleSource] = field(default_factory=list)
@@ -338,19 +336,13 @@ def load_template(
     resolver = Resolver(doc, parameters, refs, region)
     globals_ = Globals(doc)
 
-    def included(kind: str) -> dict[str, dict]:
-        def wanted(resource: dict) -> bool:
-            return "Condition" not in resource or resolver.condition(resource["Condition"])
-
-        return {lid: props for lid, props in of_type(kind).items() if wanted(resources[lid])}
-
     apis = {
         lid: _api_spec(lid, resolver.resolve(globals_.merge("AWS::Serverless::Api", props)))
-        for lid, props in included("AWS::Serverless::Api").items()
+        for lid, props in of_type("AWS::Serverless::Api").items()
     }
     queue_arns = {queue_arn(refs[f"{lid}.QueueName"], region): lid for lid in of_type("AWS::SQS::Queue")}
     queues = {}
-    for lid, props in included("AWS::SQS::Queue").items():
+    for lid, props in of_type("AWS::SQS::Queue").items():
         props = resolver.resolve(props)
         redrive = props.get("RedrivePolicy") or {}
         attributes = {
@@ -366,7 +358,7 @@ def load_template(
             max_receive_count=_int_or_none(redrive.get("maxReceiveCount")),
         )
     functions = {}
-    for lid, props in included("AWS::Serverless::Function").items():
+    for lid, props in of_type("AWS::Serverless::Function").items():
         # Policies are the IAM check's (tests/iam_roles.py), not the runner's.
         merged = globals_.merge("AWS::Serverless::Function", props, lid)
         props = resolver.resolve({key: value for key, value in merged.items() if key != "Policies"})
@@ -380,7 +372,7 @@ def load_template(
             refs[lid],
             (resolver.resolve(props).get("NotificationConfiguration") or {}).get("QueueConfigurations") or [],
         )
-        for lid, props in included("AWS::S3::Bucket").items()
+        for lid, props in of_type("AWS::S3::Bucket").items()
     }
     return Template(path, parameters, functions, queues, apis, buckets)
 
@@ -410,7 +402,6 @@ def _function_spec(lid: str, props: dict, base: Path) -> FunctionSpec:
         environment=dict((props.get("Environment") or {}).get("Variables") or {}),
         # Layers published elsewhere (ARNs) have no local content; the venv stands in for them.
         layer_dirs=[layer for layer in props.get("Layers") or [] if isinstance(layer, Path)],
-        reserved_concurrency=_int_or_none(props.get("ReservedConcurrentExecutions")),
     )
 
 
@@ -430,7 +421,7 @@ def _add_event(
         if api_id not in apis:  # SAM's implicit API, from the Api globals
             apis[api_id] = _api_spec(api_id, resolver.resolve(globals_.merge("AWS::Serverless::Api", {})))
         required = (props.get("Auth") or {}).get("ApiKeyRequired", apis[api_id].api_key_required)
-        route = ApiRoute(props["Path"], str(props["Method"]).upper(), _as_bool(required), api_id, name)
+        route = ApiRoute(props["Path"], str(props["Method"]).upper(), _as_bool(required), api_id)
         spec.routes.append(route)
     elif kind == "SQS":
         queue = queue_arns.get(props["Queue"])
