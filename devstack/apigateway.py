@@ -113,17 +113,24 @@ def gateway_response(
 
 
 def proxy_event(
-    request: Request, route: Route, path: str, path_parameters: dict, query: str, **context
+    request: Request,
+    route: Route,
+    path: str,
+    path_parameters: dict,
+    query: str,
+    request_id: str,
+    api_key: str | None,
+    started: float,
+    local_port: int,
 ) -> dict:
-    """The REST API Lambda proxy integration event (payload format 1.0) of `request`; `context` holds
-    request_id, api_key, started and local_port."""
+    """The REST API Lambda proxy integration event (payload format 1.0) of `request`."""
     header_items = list(request.headers.items())
     present = {name.lower() for name, _ in header_items}
     # Headers API Gateway adds on its way to the integration.
     added = {
-        "X-Amzn-Trace-Id": f"Root=1-{int(context['started']):08x}-{os.urandom(12).hex()}",
+        "X-Amzn-Trace-Id": f"Root=1-{int(started):08x}-{os.urandom(12).hex()}",
         "X-Forwarded-For": request.remote_addr or "",
-        "X-Forwarded-Port": str(context["local_port"]),
+        "X-Forwarded-Port": str(local_port),
         "X-Forwarded-Proto": "http",
     }
     header_items += [(name, value) for name, value in added.items() if name.lower() not in present]
@@ -133,7 +140,7 @@ def proxy_event(
     encoded = bool(body) and any(fnmatch.fnmatch(media_type, t.lower()) for t in route.api.binary_media_types)
     # Without a binary media type API Gateway passes the payload as text.
     text = base64.b64encode(body).decode() if encoded else body.decode("utf-8", errors="replace")
-    api_key, api_id = context["api_key"], route.api.logical_id.lower()
+    api_id = route.api.logical_id.lower()
     identity = dict.fromkeys(_NULL_IDENTITY)
     identity |= {
         "apiKey": api_key,
@@ -156,14 +163,14 @@ def proxy_event(
             "resourcePath": route.spec.path,
             "httpMethod": request.method,
             "extendedRequestId": base64.b64encode(os.urandom(12)).decode(),
-            "requestTime": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(context["started"])),
+            "requestTime": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(started)),
             "path": f"/{route.api.stage}{path}",
             "accountId": ACCOUNT_ID,
             "protocol": "HTTP/1.1",
             "stage": route.api.stage,
             "domainPrefix": api_id,
-            "requestTimeEpoch": int(context["started"] * 1000),
-            "requestId": context["request_id"],
+            "requestTimeEpoch": int(started * 1000),
+            "requestId": request_id,
             "identity": identity,
             "domainName": request.host,
             "apiId": api_id,
@@ -295,8 +302,9 @@ class ApiGateway:
             return gateway_response(
                 route.api, "BAD_REQUEST_BODY", context | {"error.message": "Invalid request body"}
             )
-        context = {"request_id": request_id, "api_key": api_key, "started": started, "local_port": self.port}
-        event = proxy_event(request, route, path, path_parameters, query, **context)
+        event = proxy_event(
+            request, route, path, path_parameters, query, request_id, api_key, started, self.port
+        )
         if len(event["body"] or "") > MAX_INVOKE_PAYLOAD_BYTES:
             # Lambda refuses the invocation (RequestEntityTooLargeException), which API Gateway answers 413.
             return gateway_response(route.api, "REQUEST_TOO_LARGE", context)

@@ -8,7 +8,6 @@ queue after maxReceiveCount receives.
 
 from __future__ import annotations
 
-import base64
 import logging
 import threading
 from typing import Any
@@ -29,36 +28,19 @@ RETRY_PAUSE_SECONDS = 1.0
 
 
 def lambda_sqs_record(message: dict, queue_arn: str) -> dict:
-    """An SQS message as Lambda puts it in the event (camelCase keys, attribute maps kept)."""
-    record = {
+    """An SQS message as Lambda puts it in the event (camelCase keys). The service sends no message
+    attributes, so none are carried over."""
+    return {
         "messageId": message["MessageId"],
         "receiptHandle": message["ReceiptHandle"],
         "body": message["Body"],
         "attributes": dict(message.get("Attributes", {})),
-        "messageAttributes": {
-            name: _lambda_attribute(value) for name, value in (message.get("MessageAttributes") or {}).items()
-        },
+        "messageAttributes": {},
         "md5OfBody": message["MD5OfBody"],
         "eventSource": "aws:sqs",
         "eventSourceARN": queue_arn,
         "awsRegion": REGION,
     }
-    if "MD5OfMessageAttributes" in message:
-        record["md5OfMessageAttributes"] = message["MD5OfMessageAttributes"]
-    return record
-
-
-def _lambda_attribute(value: dict) -> dict:
-    attribute = {
-        "stringListValues": value.get("StringListValues", []),
-        "binaryListValues": value.get("BinaryListValues", []),
-        "dataType": value["DataType"],
-    }
-    if "StringValue" in value:
-        attribute["stringValue"] = value["StringValue"]
-    if "BinaryValue" in value:
-        attribute["binaryValue"] = base64.b64encode(value["BinaryValue"]).decode()
-    return attribute
 
 
 def succeeded_records(records: list[dict], result: Any, report_failures: bool) -> list[dict]:
@@ -157,7 +139,6 @@ class EventSourceMapping:
             MaxNumberOfMessages=min(self.source.batch_size, 10),
             WaitTimeSeconds=POLL_WAIT_SECONDS,
             MessageSystemAttributeNames=["All"],
-            MessageAttributeNames=["All"],
         )
         return response.get("Messages", [])
 

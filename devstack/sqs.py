@@ -144,22 +144,18 @@ class LocalSQS:
 
 
 def redrive_all(client, queues: dict[str, QueueSpec], queue_urls: dict[str, str]) -> int:
-    """Move every message of each dead-letter queue back to its source queue (body and attributes)."""
+    """Move every message of each dead-letter queue back to its source queue (the service's messages
+    are their body alone)."""
     moved = 0
     for queue in queues.values():
         if not queue.dead_letter_queue:
             continue
         source, dead_letters = queue_urls[queue.logical_id], queue_urls[queue.dead_letter_queue]
-        while messages := client.receive_message(
-            QueueUrl=dead_letters, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
-        ).get("Messages"):
+        while messages := client.receive_message(QueueUrl=dead_letters, MaxNumberOfMessages=10).get(
+            "Messages"
+        ):
             for message in messages:
-                attributes = (
-                    {"MessageAttributes": message["MessageAttributes"]}
-                    if message.get("MessageAttributes")
-                    else {}
-                )
-                client.send_message(QueueUrl=source, MessageBody=message["Body"], **attributes)
+                client.send_message(QueueUrl=source, MessageBody=message["Body"])
                 client.delete_message(QueueUrl=dead_letters, ReceiptHandle=message["ReceiptHandle"])
                 moved += 1
     if moved:
