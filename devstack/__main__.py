@@ -20,8 +20,6 @@ from devstack.template import load_template
 
 log = logging.getLogger("devstack")
 
-DEFAULT_DATA_DIR = PROJECT_ROOT / ".local"
-
 
 def _pair(value: str) -> tuple[str, str]:
     name, sep, content = value.partition("=")
@@ -30,14 +28,10 @@ def _pair(value: str) -> tuple[str, str]:
     return name, content
 
 
-def state_file(data_dir: Path) -> Path:
-    return data_dir / "devstack.json"
-
-
 def running_stack(data_dir: Path) -> dict | None:
     """The endpoints of a `make dev` running with this data directory, if one is."""
     try:
-        state = json.loads(state_file(data_dir).read_text())
+        state = json.loads((data_dir / "devstack.json").read_text())
     except (OSError, ValueError):
         return None
     return state if process_exists(state.get("pid", -1)) else None
@@ -61,7 +55,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
     stack = Stack(
         parameter_overrides=dict(args.parameter_overrides),
         data_dir=args.data_dir,
-        state_file=state_file(args.data_dir),
+        state_file=args.data_dir / "devstack.json",
     )
     try:
         stack.start()
@@ -81,8 +75,9 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
 def cmd_invoke(args: argparse.Namespace) -> int:
     logs.configure(load_settings(PROJECT_ROOT).get("LOG_LEVEL", "INFO"), stream=sys.stderr)
-    event_text = sys.stdin.read() if args.event == "-" else Path(args.event).read_text(encoding="utf-8")
-    event = json.loads(event_text)
+    event = json.loads(
+        sys.stdin.read() if args.event == "-" else Path(args.event).read_text(encoding="utf-8")
+    )
     settings_env: dict[str, str] = {}
     queue_urls = None
     if (state := running_stack(args.data_dir)) is not None:
@@ -144,37 +139,21 @@ def cmd_redrive(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devstack", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-
     dev = commands.add_parser("dev", help="run the whole service (Ctrl-C stops it)")
     invoke = commands.add_parser("invoke", help="invoke one function with an event file and print the result")
     invoke.add_argument("function", help="submit, status, process, sweeper or a logical id")
     invoke.add_argument("event", help="event JSON file, or - for stdin")
-    invoke.add_argument(
-        "--env", action="append", default=[], type=_pair, metavar="NAME=VALUE", help="function variable"
-    )
-    for command in (dev, invoke):
-        command.add_argument(
-            "--parameter-overrides",
-            nargs="+",
-            default=[],
-            type=_pair,
-            metavar="NAME=VALUE",
-            help="template parameters",
-        )
+    invoke.add_argument("--env", action="append", default=[], type=_pair, help="function variable NAME=VALUE")
     migrate = commands.add_parser(
         "migrate", help="apply database migrations (DATABASE_URL or the embedded server)"
     )
     redrive = commands.add_parser(
         "redrive", help="move dead-letter messages back to their queue (running stack)"
     )
+    for command in (dev, invoke):
+        command.add_argument("--parameter-overrides", nargs="+", default=[], type=_pair, help="NAME=VALUE")
     for command in (dev, invoke, migrate, redrive):
-        command.add_argument(
-            "--data-dir",
-            type=Path,
-            default=DEFAULT_DATA_DIR,
-            help="embedded PostgreSQL data and state (.local)",
-        )
-
+        command.add_argument("--data-dir", type=Path, default=PROJECT_ROOT / ".local", help="state (.local)")
     args = parser.parse_args(argv)
     handlers = {"dev": cmd_dev, "invoke": cmd_invoke, "migrate": cmd_migrate, "redrive": cmd_redrive}
     return handlers[args.command](args)

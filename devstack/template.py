@@ -345,11 +345,8 @@ def load_template(
     for lid, props in of_type("AWS::SQS::Queue").items():
         props = resolver.resolve(props)
         redrive = props.get("RedrivePolicy") or {}
-        attributes = {
-            key: str(props[key]).lower() if isinstance(props[key], bool) else str(props[key])
-            for key in ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds")
-            if props.get(key, UNRESOLVED) is not UNRESOLVED
-        }
+        keys = ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds")
+        attributes = {key: str(props[key]) for key in keys if props.get(key, UNRESOLVED) is not UNRESOLVED}
         queues[lid] = QueueSpec(
             logical_id=lid,
             name=refs[f"{lid}.QueueName"],
@@ -390,9 +387,6 @@ def _api_spec(logical_id: str, props: dict) -> ApiSpec:
 def _function_spec(lid: str, props: dict, base: Path) -> FunctionSpec:
     if not isinstance(props.get("CodeUri"), str) or not isinstance(props.get("Handler"), str):
         raise TemplateError(f"{lid}: CodeUri and Handler must be local paths/strings")
-    for key in ("Timeout", "MemorySize"):
-        if props.get(key) is UNRESOLVED:
-            raise TemplateError(f"{lid} {key} is not resolvable locally")
     return FunctionSpec(
         logical_id=lid,
         code_dir=(base / props["CodeUri"]).resolve(),
