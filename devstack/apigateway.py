@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
+from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.routing import Map, MapAdapter, Rule
 from werkzeug.serving import make_server
@@ -153,9 +154,9 @@ def proxy_event(
         "path": path,
         "httpMethod": request.method,
         "headers": dict(header_items) or None,
-        "multiValueHeaders": _multi(header_items) or None,
+        "multiValueHeaders": MultiDict(header_items).to_dict(flat=False) or None,
         "queryStringParameters": dict(query_pairs) or None,
-        "multiValueQueryStringParameters": _multi(query_pairs) or None,
+        "multiValueQueryStringParameters": MultiDict(query_pairs).to_dict(flat=False) or None,
         "pathParameters": path_parameters or None,
         "stageVariables": None,
         "requestContext": {
@@ -178,13 +179,6 @@ def proxy_event(
         "body": text or None,
         "isBase64Encoded": encoded,
     }
-
-
-def _multi(pairs: list[tuple[str, str]]) -> dict[str, list[str]]:
-    multi: dict[str, list[str]] = {}
-    for name, value in pairs:
-        multi.setdefault(name, []).append(value)
-    return multi
 
 
 class MalformedResponse(ValueError):
