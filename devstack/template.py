@@ -26,8 +26,6 @@ STACK_NAME = "guideline-ingest-local"
 DEFAULT_TIMEOUT = 3
 DEFAULT_MEMORY = 128
 DEFAULT_BATCH_SIZE = 10
-IMPLICIT_API = "ServerlessRestApi"
-IMPLICIT_STAGE = "Prod"
 
 
 class _Unresolved:
@@ -361,7 +359,7 @@ def load_template(
         props = resolver.resolve({key: value for key, value in merged.items() if key != "Policies"})
         spec = _function_spec(lid, props, path.parent)
         for name, event in (props.get("Events") or {}).items():
-            _add_event(spec, name, event, apis, queue_arns, resolver, globals_)
+            _add_event(spec, name, event, apis, queue_arns)
         functions[lid] = spec
     buckets = {
         lid: BucketSpec(
@@ -377,7 +375,7 @@ def load_template(
 def _api_spec(logical_id: str, props: dict) -> ApiSpec:
     return ApiSpec(
         logical_id=logical_id,
-        stage=str(props.get("StageName", IMPLICIT_STAGE)),
+        stage=str(props["StageName"]),
         api_key_required=_as_bool((props.get("Auth") or {}).get("ApiKeyRequired", False)),
         binary_media_types=[t.replace("~1", "/") for t in props.get("BinaryMediaTypes") or []],
         gateway_responses=props.get("GatewayResponses") or {},
@@ -405,15 +403,12 @@ def _add_event(
     event: dict,
     apis: dict[str, ApiSpec],
     queue_arns: dict[str, str],
-    resolver: Resolver,
-    globals_: Globals,
 ) -> None:
     kind, props = event.get("Type"), event.get("Properties") or {}
     if kind == "Api":
-        # RestApiId resolves to the API's local id (its logical id in lower case).
-        api_id = next((lid for lid in apis if lid.lower() == props.get("RestApiId")), IMPLICIT_API)
-        if api_id not in apis:  # SAM's implicit API, from the Api globals
-            apis[api_id] = _api_spec(api_id, resolver.resolve(globals_.merge("AWS::Serverless::Api", {})))
+        # RestApiId resolves to the API's local id (its logical id in lower case); SAM's implicit
+        # API (an event without RestApiId) is not emulated: the template does not use it.
+        api_id = next(lid for lid in apis if lid.lower() == props["RestApiId"])
         required = (props.get("Auth") or {}).get("ApiKeyRequired", apis[api_id].api_key_required)
         route = ApiRoute(props["Path"], str(props["Method"]).upper(), _as_bool(required), api_id)
         spec.routes.append(route)
