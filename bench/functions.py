@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-import yaml
+from devstack.template import load_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "infra" / "template.yaml"
@@ -24,25 +24,8 @@ LAMBDA = {
 }
 
 
-class _Loader(yaml.SafeLoader):
-    """CloudFormation's short forms (!Ref X, !If [...]) as their long forms ({"Ref": X}, ...)."""
-
-
-def _intrinsic(loader: _Loader, suffix: str, node: yaml.Node) -> dict:
-    if isinstance(node, yaml.ScalarNode):
-        value = loader.construct_scalar(node)
-    else:
-        value = getattr(loader, f"construct_{node.id}")(node, deep=True)
-    if suffix == "GetAtt" and isinstance(value, str):
-        value = value.split(".", 1)
-    return {"Ref" if suffix == "Ref" else f"Fn::{suffix}": value}
-
-
-_Loader.add_multi_constructor("!", _intrinsic)
-
-
 def template() -> dict:
-    return yaml.load(TEMPLATE.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506 - a SafeLoader
+    return load_yaml(TEMPLATE)
 
 
 def parameter(name: str) -> str:

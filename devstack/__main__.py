@@ -9,39 +9,32 @@ import os
 import signal
 import sys
 import threading
-import warnings
 from pathlib import Path
 
 from devstack import logs
+from devstack.postgres import database_url_or_embedded, process_exists
 from devstack.settings import load_settings
-from devstack.stack import OFFLINE_API_KEY, PROJECT_ROOT, Stack, _process_exists, forget_dead_handles
+from devstack.sqs import redrive_all, sqs_client
+from devstack.stack import OFFLINE_API_KEY, PROJECT_ROOT, Stack
+from devstack.template import load_template
 
 log = logging.getLogger("devstack")
 
-DEFAULT_DATA_DIR = PROJECT_ROOT / ".local"
 
-
-def _pairs(values: list[str], what: str) -> dict[str, str]:
-    pairs = {}
-    for value in values:
-        name, sep, content = value.partition("=")
-        if not sep or not name:
-            raise SystemExit(f"{what} must look like NAME=VALUE, got {value!r}")
-        pairs[name] = content
-    return pairs
-
-
-def state_file(data_dir: Path) -> Path:
-    return data_dir / "devstack.json"
+def _pair(value: str) -> tuple[str, str]:
+    name, sep, content = value.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"must look like NAME=VALUE, got {value!r}")
+    return name, content
 
 
 def running_stack(data_dir: Path) -> dict | None:
     """The endpoints of a `make dev` running with this data directory, if one is."""
     try:
-        state = json.loads(state_file(data_dir).read_text())
+        state = json.loads((data_dir / "devstack.json").read_text())
     except (OSError, ValueError):
         return None
-    return state if _process_exists(state.get("pid", -1)) else None
+    return state if process_exists(state.get("pid", -1)) else None
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
@@ -60,9 +53,9 @@ def cmd_dev(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     stack = Stack(
-        parameter_overrides=_pairs(args.parameter_overrides, "--parameter-overrides"),
+        parameter_overrides=dict(args.parameter_overrides),
         data_dir=args.data_dir,
-        state_file=state_file(args.data_dir),
+        state_file=args.data_dir / "devstack.json",
     )
     try:
         stack.start()
@@ -82,8 +75,9 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
 def cmd_invoke(args: argparse.Namespace) -> int:
     logs.configure(load_settings(PROJECT_ROOT).get("LOG_LEVEL", "INFO"), stream=sys.stderr)
-    event_text = sys.stdin.read() if args.event == "-" else Path(args.event).read_text(encoding="utf-8")
-    event = json.loads(event_text)
+    event = json.loads(
+        sys.stdin.read() if args.event == "-" else Path(args.event).read_text(encoding="utf-8")
+    )
     settings_env: dict[str, str] = {}
     queue_urls = None
     if (state := running_stack(args.data_dir)) is not None:
@@ -103,10 +97,10 @@ def cmd_invoke(args: argparse.Namespace) -> int:
         event_sources=False,
         schedules=False,
         env=settings_env,
-        parameter_overrides=_pairs(args.parameter_overrides, "--parameter-overrides"),
+        parameter_overrides=dict(args.parameter_overrides),
         sqs_endpoint=sqs_endpoint,
         queue_urls=queue_urls,
-        function_env=_pairs(args.env, "--env"),
+        function_env=dict(args.env),
         data_dir=args.data_dir,
     )
     with stack:
@@ -116,19 +110,11 @@ def cmd_invoke(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from devstack.postgres import LocalPostgres
     from guideline_ingest.migrations import migrate
 
     settings = load_settings(PROJECT_ROOT)
     logs.configure(settings.get("LOG_LEVEL", "INFO"))
-    server = None
-    url = settings.get("DATABASE_URL")
-    if not url:
-        pgdata = args.data_dir / "pgdata"
-        pgdata.parent.mkdir(parents=True, exist_ok=True)
-        forget_dead_handles(pgdata)
-        server = LocalPostgres(pgdata)
-        url = server.start()
+    url, server = database_url_or_embedded(args.data_dir / "pgdata", settings.get("DATABASE_URL"))
     try:
         applied = migrate(url)
     finally:
@@ -139,9 +125,6 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_redrive(args: argparse.Namespace) -> int:
-    from devstack.sqs import redrive_all, sqs_client
-    from devstack.template import load_template
-
     logs.configure("INFO")
     state = running_stack(args.data_dir)
     if state is None:
@@ -156,33 +139,22 @@ def cmd_redrive(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devstack", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-
     dev = commands.add_parser("dev", help="run the whole service (Ctrl-C stops it)")
     invoke = commands.add_parser("invoke", help="invoke one function with an event file and print the result")
     invoke.add_argument("function", help="submit, status, process, sweeper or a logical id")
     invoke.add_argument("event", help="event JSON file, or - for stdin")
-    invoke.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="function variable")
-    for command in (dev, invoke):
-        command.add_argument(
-            "--parameter-overrides", nargs="+", default=[], metavar="NAME=VALUE", help="template parameters"
-        )
+    invoke.add_argument("--env", action="append", default=[], type=_pair, help="function variable NAME=VALUE")
     migrate = commands.add_parser(
         "migrate", help="apply database migrations (DATABASE_URL or the embedded server)"
     )
     redrive = commands.add_parser(
         "redrive", help="move dead-letter messages back to their queue (running stack)"
     )
+    for command in (dev, invoke):
+        command.add_argument("--parameter-overrides", nargs="+", default=[], type=_pair, help="NAME=VALUE")
     for command in (dev, invoke, migrate, redrive):
-        command.add_argument(
-            "--data-dir",
-            type=Path,
-            default=DEFAULT_DATA_DIR,
-            help="embedded PostgreSQL data and state (.local)",
-        )
-
+        command.add_argument("--data-dir", type=Path, default=PROJECT_ROOT / ".local", help="state (.local)")
     args = parser.parse_args(argv)
-    # platformdirs warns on machines without XDG_RUNTIME_DIR (CI); the embedded PostgreSQL copes.
-    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     handlers = {"dev": cmd_dev, "invoke": cmd_invoke, "migrate": cmd_migrate, "redrive": cmd_redrive}
     return handlers[args.command](args)
 

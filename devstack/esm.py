@@ -1,28 +1,15 @@
 """The SQS event source mapping: pollers that invoke a function with batches, as Lambda does.
 
-Up to MaximumConcurrency pollers each long-poll the queue, gather a batch of BatchSize within the
-batching window, invoke the function and hand the records that succeeded to the mapping's deleter.
-Records that failed are left alone: they come back after the visibility timeout, and the queue's
-redrive policy moves them to the dead-letter queue after maxReceiveCount receives.
-
-Each poller gathers its next batch while its invocation runs, and holds it in flight until the
-invocation ends, as Lambda's pollers hold messages while they wait for concurrency. The receive is
-then off the path between two invocations, where it would run when all environments finish together
-and the machine is busiest. A batch held when the mapping stops is made visible again at once.
-
-The deleter deletes in batches of up to ten, from every poller, while the pollers go back to the
-queue: a delete on a poller's path would delay its next invocation, and pollers that finish
-together (environments waiting out the same LLM latency) cost one DeleteMessageBatch, not one each.
+Up to MaximumConcurrency pollers each long-poll the queue for a batch of up to BatchSize, invoke
+the function and delete the records that succeeded. Records that failed are left alone: they come
+back after the visibility timeout, and the queue's redrive policy moves them to the dead-letter
+queue after maxReceiveCount receives.
 """
 
 from __future__ import annotations
 
-import base64
 import logging
-import queue
 import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -41,36 +28,19 @@ RETRY_PAUSE_SECONDS = 1.0
 
 
 def lambda_sqs_record(message: dict, queue_arn: str) -> dict:
-    """An SQS message as Lambda puts it in the event (camelCase keys, attribute maps kept)."""
-    record = {
+    """An SQS message as Lambda puts it in the event (camelCase keys). The service sends no message
+    attributes, so none are carried over."""
+    return {
         "messageId": message["MessageId"],
         "receiptHandle": message["ReceiptHandle"],
         "body": message["Body"],
         "attributes": dict(message.get("Attributes", {})),
-        "messageAttributes": {
-            name: _lambda_attribute(value) for name, value in (message.get("MessageAttributes") or {}).items()
-        },
+        "messageAttributes": {},
         "md5OfBody": message["MD5OfBody"],
         "eventSource": "aws:sqs",
         "eventSourceARN": queue_arn,
         "awsRegion": REGION,
     }
-    if "MD5OfMessageAttributes" in message:
-        record["md5OfMessageAttributes"] = message["MD5OfMessageAttributes"]
-    return record
-
-
-def _lambda_attribute(value: dict) -> dict:
-    attribute = {
-        "stringListValues": value.get("StringListValues", []),
-        "binaryListValues": value.get("BinaryListValues", []),
-        "dataType": value["DataType"],
-    }
-    if "StringValue" in value:
-        attribute["stringValue"] = value["StringValue"]
-    if "BinaryValue" in value:
-        attribute["binaryValue"] = base64.b64encode(value["BinaryValue"]).decode()
-    return attribute
 
 
 def succeeded_records(records: list[dict], result: Any, report_failures: bool) -> list[dict]:
@@ -96,11 +66,6 @@ def succeeded_records(records: list[dict], result: Any, report_failures: bool) -
     return [record for record in records if record["messageId"] not in failed]
 
 
-def _batch_entries(receipt_handles: list[str], **fields) -> list[dict]:
-    """The Entries of a DeleteMessageBatch or ChangeMessageVisibilityBatch call."""
-    return [{"Id": str(i), "ReceiptHandle": handle, **fields} for i, handle in enumerate(receipt_handles)]
-
-
 class EventSourceMapping:
     def __init__(
         self,
@@ -118,8 +83,6 @@ class EventSourceMapping:
         self.concurrency = source.maximum_concurrency or DEFAULT_CONCURRENCY
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._deletions: queue.SimpleQueue[dict | None] = queue.SimpleQueue()
-        self._deleter: threading.Thread | None = None
 
     def start(self) -> None:
         """Start polling; after `stop` this enables the mapping again (Lambda's Enabled: true)."""
@@ -131,90 +94,55 @@ class EventSourceMapping:
             )
             thread.start()
             self._threads.append(thread)
-        self._deleter = threading.Thread(
-            target=self._delete, name=f"esm-{self.source.queue}-delete", daemon=True
-        )
-        self._deleter.start()
 
     def signal_stop(self) -> None:
         self._stop.set()
 
     def stop(self) -> None:
-        """Stop polling; the records of invocations that succeeded are still deleted."""
+        """Stop polling; invocations under way finish, and their records that succeeded are deleted."""
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=POLL_WAIT_SECONDS + 3)
-        if self._deleter is not None:
-            self._deletions.put(None)
-            self._deleter.join(timeout=POLL_WAIT_SECONDS + 3)
-            self._deleter = None
 
     def _poll(self) -> None:
         client = sqs_client(self.endpoint, read_timeout=POLL_WAIT_SECONDS + 5)
-        name = threading.current_thread().name
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{name}-receive") as receiver:
-            ahead = receiver.submit(self._next_batch, client)
-            while not self._stop.is_set():
-                batch = ahead.result()
-                ahead = receiver.submit(self._next_batch, client)
-                if batch and not self._stop.is_set():
-                    self._deliver(batch)
-                else:
-                    self._release(client, batch)
-            self._release(client, ahead.result())
-
-    def _next_batch(self, client) -> list[dict]:
-        if self._stop.is_set():
-            return []
-        try:
-            return self._gather(client)
-        except (BotoCoreError, ClientError) as exc:
-            # The endpoint is down or restarting, or moto failed the call (a receive racing a
-            # delete can raise "Set changed size during iteration" inside moto): retry, as the
-            # Lambda poller does.
-            log.debug("polling %s failed: %s", self.source.queue, exc)
-            self._stop.wait(RETRY_PAUSE_SECONDS)
-            return []
+        while not self._stop.is_set():
+            try:
+                batch = self._gather(client)
+            except (BotoCoreError, ClientError) as exc:
+                # The endpoint is down or restarting, or moto failed the call (a receive racing a
+                # delete can raise "Set changed size during iteration" inside moto): retry, as the
+                # Lambda poller does.
+                log.debug("polling %s failed: %s", self.source.queue, exc)
+                self._stop.wait(RETRY_PAUSE_SECONDS)
+                continue
+            if batch and self._stop.is_set():
+                self._release(client, batch)
+            elif batch:
+                self._deliver(client, batch)
 
     def _release(self, client, batch: list[dict]) -> None:
-        """Make received but undelivered messages visible again, not after the visibility timeout."""
-        if not batch:
-            return
-        entries = _batch_entries([message["ReceiptHandle"] for message in batch], VisibilityTimeout=0)
+        """Make a batch received as the mapping stops visible again, not after the visibility timeout."""
+        entries = [
+            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": 0}
+            for i, m in enumerate(batch)
+        ]
         try:
             client.change_message_visibility_batch(QueueUrl=self.queue_url, Entries=entries)
         except (BotoCoreError, ClientError) as exc:
-            # The endpoint is down: they come back after the visibility timeout.
-            log.debug("releasing %d held messages failed: %s", len(batch), exc)
+            log.debug("releasing %d messages failed: %s", len(batch), exc)  # back after the timeout
 
-    def _receive(self, client, count: int, wait: int) -> list[dict]:
+    def _gather(self, client) -> list[dict]:
+        """One batch of up to BatchSize (the template's mappings have no batching window)."""
         response = client.receive_message(
             QueueUrl=self.queue_url,
-            MaxNumberOfMessages=min(count, 10),
-            WaitTimeSeconds=wait,
+            MaxNumberOfMessages=min(self.source.batch_size, 10),
+            WaitTimeSeconds=POLL_WAIT_SECONDS,
             MessageSystemAttributeNames=["All"],
-            MessageAttributeNames=["All"],
         )
         return response.get("Messages", [])
 
-    def _gather(self, client) -> list[dict]:
-        """One batch: wait for a first message, then fill up until BatchSize or the batching window ends."""
-        messages = self._receive(client, self.source.batch_size, POLL_WAIT_SECONDS)
-        if not messages:
-            return []
-        window_ends = time.monotonic() + self.source.batching_window_seconds
-        while len(messages) < self.source.batch_size and not self._stop.is_set():
-            remaining = window_ends - time.monotonic()
-            if remaining <= 0:
-                break
-            more = self._receive(client, self.source.batch_size - len(messages), min(int(remaining), 20))
-            if not more and remaining < 1:
-                self._stop.wait(remaining)  # WaitTimeSeconds is whole seconds: sleep out the rest
-                break
-            messages.extend(more)
-        return messages
-
-    def _deliver(self, messages: list[dict]) -> None:
+    def _deliver(self, client, messages: list[dict]) -> None:
         records = [lambda_sqs_record(message, self.queue_arn) for message in messages]
         invocation = self.pool.invoke({"Records": records})
         if not invocation.ok:
@@ -234,26 +162,11 @@ class EventSourceMapping:
             len(records) - len(done),
             invocation.duration_ms,
         )
-        for record in done:
-            self._deletions.put(record)
-
-    def _delete(self) -> None:
-        """Until stop() hands over None: what the pollers hand over, up to ten records a call."""
-        client = sqs_client(self.endpoint)
-        stopping = False
-        while not stopping:
-            batch: list[dict] = []
-            while len(batch) < 10 and (not batch or not self._deletions.empty()):
-                record = self._deletions.get()
-                if record is None:
-                    stopping = True
-                    break
-                batch.append(record)
-            if not batch:
-                continue
-            entries = _batch_entries([record["receiptHandle"] for record in batch])
-            try:
-                client.delete_message_batch(QueueUrl=self.queue_url, Entries=entries)
-            except (BotoCoreError, ClientError) as exc:
-                # The messages come back and are processed again: handlers must be idempotent anyway.
-                log.warning("deleting processed messages failed: %s", exc)
+        if not done:
+            return
+        entries = [{"Id": str(i), "ReceiptHandle": record["receiptHandle"]} for i, record in enumerate(done)]
+        try:
+            client.delete_message_batch(QueueUrl=self.queue_url, Entries=entries)
+        except (BotoCoreError, ClientError) as exc:
+            # The messages come back and are processed again: handlers must be idempotent anyway.
+            log.warning("deleting processed messages failed: %s", exc)

@@ -13,7 +13,6 @@ import contextlib
 import json
 import logging
 import os
-import select
 import signal
 import subprocess
 import sys
@@ -22,6 +21,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -82,8 +82,13 @@ class ExecutionEnvironment:
         self.spec = spec
         self.label = f"{spec.short_name}#{number}"
         self._on_output = on_output or self._log_output
-        request_read, self._request_write = os.pipe()
-        self._reply_read, reply_write = os.pipe()
+        request_read, request_write = os.pipe()
+        reply_read, reply_write = os.pipe()
+        # Length-prefixed messages over the pipes, with a poll for the timeout.
+        self._requests, self._replies = (
+            Connection(request_write, readable=False),
+            Connection(reply_read, writable=False),
+        )
         env = dict(environment)
         env["_HANDLER"] = spec.handler
         env["PYTHONPATH"] = os.pathsep.join([str(spec.code_dir), *map(str, spec.layer_dirs)])
@@ -107,7 +112,6 @@ class ExecutionEnvironment:
         finally:
             os.close(request_read)
             os.close(reply_write)
-        self._buffer = b""
         self._output_done = threading.Condition()
         self._last_finished: str | None = None
         self._relay = threading.Thread(target=self._relay_output, name=f"out-{self.label}", daemon=True)
@@ -133,20 +137,13 @@ class ExecutionEnvironment:
         with self._output_done:
             return self._output_done.wait_for(lambda: self._last_finished == request_id, timeout)
 
-    def _read_message(self, deadline: float) -> dict:
-        while b"\n" not in self._buffer:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError
-            ready, _, _ = select.select([self._reply_read], [], [], remaining)
-            if not ready:
-                raise TimeoutError
-            chunk = os.read(self._reply_read, 1 << 20)
-            if not chunk:
-                raise EnvironmentGone(self._exit_description())
-            self._buffer += chunk
-        line, _, self._buffer = self._buffer.partition(b"\n")
-        return json.loads(line)
+    def _read_message(self, timeout: float) -> dict:
+        if not self._replies.poll(max(timeout, 0)):
+            raise TimeoutError
+        try:
+            return json.loads(self._replies.recv_bytes())
+        except (EOFError, OSError) as exc:
+            raise EnvironmentGone(self._exit_description()) from exc
 
     def _exit_description(self) -> str:
         try:
@@ -160,7 +157,7 @@ class ExecutionEnvironment:
 
     def wait_ready(self) -> None:
         """Block until the handler is imported; sets init_ms or init_error."""
-        message = self._read_message(time.monotonic() + INIT_TIMEOUT_SECONDS)
+        message = self._read_message(INIT_TIMEOUT_SECONDS)
         self.init_ms = message["init_ms"]
         self.init_error = message["error"]
 
@@ -179,15 +176,11 @@ class ExecutionEnvironment:
         request = {"event": event, "request_id": request_id, "deadline_ms": deadline_ms, "trace_id": trace_id}
         if invoked_function_arn:
             request["invoked_function_arn"] = invoked_function_arn
-        data = json.dumps(request).encode() + b"\n"
         try:
-            view = memoryview(data)
-            while view:
-                written = os.write(self._request_write, view)
-                view = view[written:]
-        except (BrokenPipeError, OSError) as exc:
+            self._requests.send_bytes(json.dumps(request).encode())
+        except OSError as exc:
             raise EnvironmentGone(self._exit_description()) from exc
-        return self._read_message(time.monotonic() + timeout)
+        return self._read_message(timeout)
 
     @property
     def alive(self) -> bool:
@@ -199,8 +192,7 @@ class ExecutionEnvironment:
 
     def close(self, grace: float = 2.0) -> None:
         """Let the worker exit by itself (so it can flush), then make sure it is gone."""
-        with contextlib.suppress(OSError):
-            os.close(self._request_write)
+        self._requests.close()
         try:
             self.process.wait(timeout=grace)
         except subprocess.TimeoutExpired:
@@ -209,24 +201,9 @@ class ExecutionEnvironment:
         # The handler may have left children in the group; they go with it.
         self.kill()
         self._relay.join(timeout=2)
-        with contextlib.suppress(OSError):
-            os.close(self._reply_read)
+        self._replies.close()
         if self.process.stdout:
             self.process.stdout.close()
-
-
-class _Turn:
-    """One invocation waiting for an environment: given one, or None (start your own, or stopped)."""
-
-    __slots__ = ("env", "given")
-
-    def __init__(self) -> None:
-        self.env: ExecutionEnvironment | None = None
-        self.given = threading.Event()
-
-    def give(self, env: ExecutionEnvironment | None) -> None:
-        self.env = env
-        self.given.set()
 
 
 class FunctionPool:
@@ -238,16 +215,16 @@ class FunctionPool:
         self.max_environments = max_environments
         self._idle: list[ExecutionEnvironment] = []
         self._all: set[ExecutionEnvironment] = set()
-        # Invocations waiting for an environment, oldest first: each is handed one in turn.
-        self._waiting: collections.deque[_Turn] = collections.deque()
+        # Invocations waiting for an environment, oldest first; only the oldest may take one.
+        self._waiting: collections.deque[object] = collections.deque()
         self._starting = 0
         self._created = 0
         self._closed = False
-        self._lock = threading.Lock()
+        self._changed = threading.Condition()
 
     @property
     def size(self) -> int:
-        with self._lock:
+        with self._changed:
             return len(self._all)
 
     def _acquire(self) -> tuple[ExecutionEnvironment, bool]:
@@ -256,63 +233,41 @@ class FunctionPool:
         Lambda itself never queues (it scales out or throttles); the cap is the runner's, to
         spare a laptop. Waiting invocations are served first come, first served: a released
         environment goes to the oldest one, never to whichever thread takes the lock first."""
-        with self._lock:
-            if self._closed:
-                raise RuntimeError(f"{self.spec.logical_id} is stopped")
-            if self._idle and not self._waiting:
-                return self._idle.pop(), False  # the most recently used one, like Lambda tends to
-            if self._waiting or not self._may_start():
-                turn = _Turn()
-                self._waiting.append(turn)
-            else:
-                turn = None
-                self._starting += 1
-        if turn is not None:
-            turn.given.wait()
-            if turn.env is not None:
-                return turn.env, False
-            if self._closed:
-                raise RuntimeError(f"{self.spec.logical_id} is stopped")
-            # No environment came back, but room for a new one did (one was killed): start it.
-        return self._start_environment(), True
-
-    def _may_start(self) -> bool:
-        return len(self._all) + self._starting < self.max_environments
-
-    def _start_environment(self) -> ExecutionEnvironment:
-        """Called with a start reserved (`_starting` counted) for the caller."""
-        with self._lock:
-            self._created += 1
-            number = self._created
+        turn = object()
+        with self._changed:
+            self._waiting.append(turn)
+            try:
+                while not self._closed:
+                    if self._waiting[0] is turn and self._idle:
+                        return self._idle.pop(), False  # the most recently used one, like Lambda tends to
+                    if self._waiting[0] is turn and len(self._all) + self._starting < self.max_environments:
+                        self._starting += 1
+                        self._created += 1
+                        number = self._created
+                        break
+                    self._changed.wait()
+                else:
+                    raise RuntimeError(f"{self.spec.logical_id} is stopped")
+            finally:
+                self._waiting.remove(turn)
+                self._changed.notify_all()
         try:
             env = ExecutionEnvironment(self.spec, self.environment, number)
-        except BaseException:
-            with self._lock:
+            with self._changed:
+                self._all.add(env)
+            return env, True
+        finally:
+            with self._changed:
                 self._starting -= 1
-                self._hand_out_room()
-            raise
-        with self._lock:
-            self._starting -= 1
-            self._all.add(env)
-        return env
-
-    def _hand_out_room(self) -> None:
-        """With the lock held: let the oldest waiting invocations start environments in the room
-        that killed or failed ones left."""
-        while self._waiting and self._may_start():
-            self._starting += 1
-            self._waiting.popleft().give(None)
+                self._changed.notify_all()
 
     def _release(self, env: ExecutionEnvironment, healthy: bool) -> None:
-        with self._lock:
+        with self._changed:
             if healthy and not self._closed and env.alive:
-                if self._waiting:
-                    self._waiting.popleft().give(env)
-                else:
-                    self._idle.append(env)
+                self._idle.append(env)
             else:
                 self._all.discard(env)
-                self._hand_out_room()
+            self._changed.notify_all()
         if not healthy:
             env.kill()
             threading.Thread(target=env.close, args=(0,), daemon=True).start()
@@ -357,11 +312,11 @@ class FunctionPool:
 
     def kill_all(self) -> int:
         """SIGKILL every environment, busy or idle (a crash, for fault tests). Returns how many."""
-        with self._lock:
+        with self._changed:
             victims = list(self._all)
             idle, self._idle = self._idle, []
             self._all.difference_update(idle)  # busy ones leave when their invocation fails
-            self._hand_out_room()
+            self._changed.notify_all()
         for env in victims:
             env.kill()
         for env in idle:
@@ -369,13 +324,12 @@ class FunctionPool:
         return len(victims)
 
     def close(self) -> None:
-        with self._lock:
+        with self._changed:
             self._closed = True
             victims = list(self._all)
             self._idle.clear()
             self._all.clear()
-            while self._waiting:
-                self._waiting.popleft().give(None)
+            self._changed.notify_all()
         threads = [threading.Thread(target=env.close, daemon=True) for env in victims]
         for thread in threads:
             thread.start()

@@ -2,46 +2,25 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import threading
 import uuid
 from datetime import UTC, datetime
 
-from devstack.runtime import FunctionPool
+from devstack.runtime import FunctionPool, Invocation
 from devstack.template import ACCOUNT_ID, REGION, ScheduleSource
 
 log = logging.getLogger("devstack.schedule")
 
-_RATE = re.compile(r"^rate\(\s*(\d+)\s+(minute|minutes|hour|hours|day|days)\s*\)$")
+_RATE = re.compile(r"^rate\(\s*(\d+)\s+(minute|hour|day)s?\s*\)$")
 _UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
 
 
 def rate_seconds(expression: str) -> int | None:
     """Seconds between runs for `rate(...)`; None for `cron(...)`, which the runner does not run."""
     match = _RATE.match(expression.strip())
-    if not match:
-        return None
-    value, unit = int(match.group(1)), match.group(2).removesuffix("s")
-    return value * _UNIT_SECONDS[unit]
-
-
-def scheduled_event(rule_name: str, source: ScheduleSource) -> object:
-    """What EventBridge sends for a scheduled rule (or the rule's Input, when it has one)."""
-    if source.event_input is not None:
-        return json.loads(source.event_input) if isinstance(source.event_input, str) else source.event_input
-    return {
-        "version": "0",
-        "id": str(uuid.uuid4()),
-        "detail-type": "Scheduled Event",
-        "source": "aws.events",
-        "account": ACCOUNT_ID,
-        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "region": REGION,
-        "resources": [f"arn:aws:events:{REGION}:{ACCOUNT_ID}:rule/{rule_name}"],
-        "detail": {},
-    }
+    return int(match.group(1)) * _UNIT_SECONDS[match.group(2)] if match else None
 
 
 class Schedule:
@@ -54,8 +33,6 @@ class Schedule:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        if not self.source.enabled:
-            return
         if self.period is None:
             log.warning(
                 "%s: %s is not run locally (only rate(...) is)", self.rule_name, self.source.expression
@@ -69,8 +46,20 @@ class Schedule:
         while not self._stop.wait(self.period):
             self.run_now()
 
-    def run_now(self):
-        invocation = self.pool.invoke(scheduled_event(self.rule_name, self.source))
+    def run_now(self) -> Invocation:
+        """Invoke the function with the event EventBridge sends for a scheduled rule."""
+        event = {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "account": ACCOUNT_ID,
+            "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "region": REGION,
+            "resources": [f"arn:aws:events:{REGION}:{ACCOUNT_ID}:rule/{self.rule_name}"],
+            "detail": {},
+        }
+        invocation = self.pool.invoke(event)
         if invocation.ok:
             log.info("%s ran (%.0f ms)", self.rule_name, invocation.duration_ms)
         else:

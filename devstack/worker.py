@@ -6,9 +6,10 @@ size, the process's address space is capped at it before the handler is imported
 only, and nothing from devstack is imported, so the handler sees the same sys.path it would see on
 Lambda (code directory first, then the layers) and nothing else of the runner.
 
-Protocol: one JSON document per line. The runner sends {"event", "request_id", "deadline_ms",
+Protocol: one JSON document per message (multiprocessing.connection's framing over the two pipes).
+The runner sends {"event", "request_id", "deadline_ms",
 "trace_id"} (and "invoked_function_arn" when it knows it); the worker answers {"ok": true,
-"result": ...} or {"ok": false, "error": {...}} in Lambda's error shape. The first line the worker
+"result": ...} or {"ok": false, "error": {...}} in Lambda's error shape. The first message the worker
 writes reports the init phase (the cold start); after a failed init it exits. stdout and stderr stay
 free for the handler's own logs; after the init and after each invocation the worker writes
 OUTPUT_DONE_MARKER and the request id ("init" for the init) on a line of its own, so the runner
@@ -21,6 +22,7 @@ import os
 import sys
 import time
 import traceback
+from multiprocessing.connection import Connection
 
 OUTPUT_DONE_MARKER = "\x00devstack-output-done "  # devstack.runtime.OUTPUT_DONE_MARKER
 INIT_REQUEST_ID = "init"  # the "request id" of the init phase's output
@@ -87,14 +89,13 @@ def _output_done(request_id: str) -> None:
 
 
 def main() -> None:
-    requests = os.fdopen(int(sys.argv[1]), "rb")
-    replies = os.fdopen(int(sys.argv[2]), "wb")
+    requests = Connection(int(sys.argv[1]), writable=False)
+    replies = Connection(int(sys.argv[2]), readable=False)
     if len(sys.argv) > 3:
         _limit_memory(int(sys.argv[3]))
 
     def reply(message: dict) -> None:
-        replies.write(json.dumps(message).encode() + b"\n")
-        replies.flush()
+        replies.send_bytes(json.dumps(message).encode())
 
     started = time.perf_counter()
     handler, init_error = _load_handler(os.environ["_HANDLER"])
@@ -103,8 +104,11 @@ def main() -> None:
     if init_error is not None:
         return  # like Lambda, the next invocation gets a fresh environment that tries again
 
-    for line in requests:
-        request = json.loads(line)
+    while True:
+        try:
+            request = json.loads(requests.recv_bytes())
+        except EOFError:
+            return  # the runner closed the pipe: stop, as the environment is shut down
         context = LambdaContext(
             request["request_id"], request["deadline_ms"], request.get("invoked_function_arn")
         )

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import yaml
 
+from devstack.template import load_yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 SOURCE_TEMPLATE = ROOT / "infra" / "template.yaml"
 BUILD_DIR = Path(os.environ.get("BUILD_DIR", ROOT / ".aws-sam" / "localstack")).resolve()
@@ -46,28 +48,6 @@ SMOKE_TEST_SECONDS = float(os.environ.get("SMOKE_TEST_SECONDS", "300"))
 TERMINAL_STATUSES = ("COMPLETED", "FAILED", "CANCELLED")
 
 ARCHITECTURES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}
-
-
-class _CloudFormationLoader(yaml.SafeLoader):
-    """CloudFormation's short forms (!Ref X, !GetAtt A.B, !If [...]) read as their long forms."""
-
-
-def _long_form(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict:
-    if isinstance(node, yaml.ScalarNode):
-        value = loader.construct_scalar(node)
-        if suffix == "GetAtt":
-            value = value.split(".", 1)
-    else:
-        value = getattr(loader, f"construct_{node.id}")(node, deep=True)
-    return {suffix if suffix in ("Ref", "Condition") else f"Fn::{suffix}": value}
-
-
-_CloudFormationLoader.add_multi_constructor("!", _long_form)
-
-
-def load_yaml(path: Path) -> dict:
-    """A template, the deployer's own reading: it runs where only its image's packages are."""
-    return yaml.load(path.read_text(encoding="utf-8"), Loader=_CloudFormationLoader)  # noqa: S506 - SafeLoader
 
 
 # --- build ------------------------------------------------------------------------------------

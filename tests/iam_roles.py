@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from devstack.template import REGION, UNRESOLVED, TemplateError, _parameters, _Resolver, load_yaml
+from devstack.template import REGION, UNRESOLVED, Resolver, TemplateError, load_yaml, parameter_values
 
 # Documents of the AWS managed policies SAM attaches (AWS Managed Policy Reference Guide:
 # AWSLambdaBasicExecutionRole, AWSXrayWriteOnlyAccess, AWSLambdaVPCAccessExecutionRole,
@@ -203,5 +203,5 @@ def resolve_with_queues(
     for logical_id, name in queue_names.items():
         refs[logical_id] = UNRESOLVED
         refs[f"{logical_id}.QueueName"] = name
-    parameters = _parameters(doc, dict(parameter_overrides or {}))
-    return _Resolver(doc, parameters, region, refs).resolve(node)
+    parameters = parameter_values(doc, dict(parameter_overrides or {}))
+    return Resolver(doc, parameters, refs, region).resolve(node)

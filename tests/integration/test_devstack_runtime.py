@@ -31,7 +31,6 @@ def pool(tmp_path):
         memory_size=128,
         environment={},
         layer_dirs=[],
-        reserved_concurrency=None,
     )
     environment = base_environment() | {
         "AWS_LAMBDA_FUNCTION_NAME": spec.logical_id,

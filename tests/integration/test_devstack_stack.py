@@ -484,7 +484,7 @@ def _mapping_with_messages(stack, pool: _SucceedingPool, concurrency: int, messa
     sqs.send_message_batch(
         QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": str(i)} for i in range(messages)]
     )
-    source = SqsSource("Mapped", 1, 0, report_batch_item_failures=True, maximum_concurrency=concurrency)
+    source = SqsSource("Mapped", 1, report_batch_item_failures=True, maximum_concurrency=concurrency)
     mapping = EventSourceMapping(
         source, url, "arn:aws:sqs:us-east-1:000000000000:m", pool, stack.sqs_endpoint
     )
@@ -498,8 +498,8 @@ def _mapping_with_messages(stack, pool: _SucceedingPool, concurrency: int, messa
 
 
 def test_records_that_succeed_are_deleted_even_when_the_mapping_stops_right_after(stack):
-    """The pollers leave deleting to the mapping's deleter: nothing may be left in flight when
-    every record succeeded, also for the records of the last invocations before a stop."""
+    """Nothing may be left in flight when every record succeeded, also for the records of the last
+    invocations before a stop."""
     pool = _SucceedingPool()
     mapping, counts = _mapping_with_messages(stack, pool, concurrency=3, messages=10)
     mapping.start()
@@ -511,23 +511,23 @@ def test_records_that_succeed_are_deleted_even_when_the_mapping_stops_right_afte
     assert counts() == (0, 0)
 
 
-def test_a_poller_holds_its_next_batch_while_it_invokes_and_releases_it_at_a_stop(stack):
-    """The next receive runs during the invocation, one batch ahead and no more; a stop makes the
-    held batch visible again at once, not after the queue's visibility timeout (30 s here)."""
+def test_a_poller_receives_its_next_batch_after_its_invocation(stack):
+    """One batch in flight per poller, as Lambda's pollers wait for the function; the invoked one is
+    deleted once its invocation succeeds, and the others were never received."""
     finish = threading.Event()
     pool = _SucceedingPool(finish)
     mapping, counts = _mapping_with_messages(stack, pool, concurrency=1, messages=3)
     mapping.start()
     try:
-        wait_for(lambda: pool.invoked and counts() == (1, 2))  # one invoked, one held, one left
-        time.sleep(POLL_WAIT_SECONDS)  # a poller that read further would have by now
-        assert counts() == (1, 2) and len(pool.invoked) == 1
+        wait_for(lambda: pool.invoked and counts() == (2, 1))  # one invoked, two left
+        time.sleep(POLL_WAIT_SECONDS)  # a poller that read ahead would have by now
+        assert counts() == (2, 1) and len(pool.invoked) == 1
         mapping.signal_stop()
     finally:
         finish.set()
         mapping.stop()
     assert [record["body"] for record in pool.invoked] == ["0"]
-    assert counts() == (2, 0)  # the invoked one deleted, the held one visible again
+    assert counts() == (2, 0)
 
 
 def test_a_killed_environment_fails_its_batch_and_the_message_comes_back(stack, out_file):

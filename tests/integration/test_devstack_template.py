@@ -125,11 +125,12 @@ def test_intrinsics_conditions_and_globals(tmp_path):
     assert other["CHOSEN"] == "not-local"
 
 
-def test_implicit_api_and_queue_names_with_a_suffix(tmp_path):
+def test_api_defaults_and_queue_names_with_a_suffix(tmp_path):
     path = _write(
         tmp_path,
         """
         Resources:
+          Api: {Type: AWS::Serverless::Api, Properties: {StageName: Prod}}
           Dlq: {Type: AWS::SQS::Queue}
           Main:
             Type: AWS::SQS::Queue
@@ -143,7 +144,7 @@ def test_implicit_api_and_queue_names_with_a_suffix(tmp_path):
               Events:
                 Get:
                   Type: Api
-                  Properties: {Path: "/things/{id}", Method: get}
+                  Properties: {RestApiId: !Ref Api, Path: "/things/{id}", Method: get}
                 Consume:
                   Type: SQS
                   Properties: {Queue: !GetAtt Main.Arn}

@@ -119,7 +119,6 @@ class LocalRuntimeInit:
             memory_size=cfg.memory_size,
             environment={},
             layer_dirs=[],
-            reserved_concurrency=None,
         )
         self.interpreter = interpreter_for(cfg.runtime)
         self.environment = base_environment() | {name: str(value) for name, value in env_vars.items()}
