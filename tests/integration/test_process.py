@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-import threading
+import subprocess
+import sys
 import uuid
 
 import pytest
@@ -12,6 +13,7 @@ from devstack.esm import lambda_sqs_record
 from guideline_ingest.dal import jobs
 
 from conftest import (
+    ROOT,
     LambdaContext,
     budget_spent,
     completion,
@@ -20,7 +22,6 @@ from conftest import (
     http,
     job,
     llm_error,
-    load_function,
     send_jobs_to,
     sqs_event,
     submitted,
@@ -66,23 +67,54 @@ def test_a_duplicate_delivery_of_a_finished_job_runs_nothing(invoke, queues, dat
     assert offline_llm.stats()["requests"] == 2
 
 
-def test_concurrent_deliveries_run_the_chain_once(invoke, queues, database, offline_llm, functions):
+# An execution environment of its own: a process that loads the process function, says it is
+# ready, and on "go" (so that both deliveries start together) handles the event and prints its answer.
+ENVIRONMENT = """
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("process_app", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+
+
+class Context:
+    function_name, memory_limit_in_mb, aws_request_id = "process", 512, sys.argv[2]
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:process"
+
+    def get_remaining_time_in_millis(self):
+        return 30_000
+
+
+print("ready", flush=True)
+event = json.loads(sys.stdin.readline())
+print(json.dumps(module.handler(event, Context())), flush=True)
+"""
+
+
+def test_concurrent_deliveries_run_the_chain_once(invoke, queues, database, offline_llm):
     # A text of its own: a result cached for the shared sample text would answer without the LLM.
     event_id = submitted(invoke, f"Staff must wear badges in building {uuid.uuid4()}.")
     offline_llm.set_faults(latency_ms=300)
-    results = []
-    # Two execution environments (module state of their own: batch processor, LLM client);
-    # in one test process they share the layer's connection, which psycopg serializes.
-    environments = [functions["process"], load_function("process")]
-
-    def deliver(module):
-        results.append(module.handler(sqs_event(event_id), _context()))
-
-    threads = [threading.Thread(target=deliver, args=(module,)) for module in environments]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    # Two processes, as Lambda runs two environments: two threads of one process would share the
+    # layer's one database connection, which no Lambda environment ever does.
+    app = str(ROOT / "functions" / "process" / "app.py")
+    environments = [
+        subprocess.Popen(
+            [sys.executable, "-c", ENVIRONMENT, app, f"request-{n}"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(2)
+    ]
+    for environment in environments:
+        assert environment.stdout.readline().strip() == "ready"
+    for environment in environments:
+        environment.stdin.write(json.dumps(sqs_event(event_id)) + "\n")
+        environment.stdin.flush()
+    # The answer is the last line: the function logs to stdout before it, as on Lambda.
+    results = [
+        json.loads(environment.communicate(timeout=60)[0].splitlines()[-1]) for environment in environments
+    ]
 
     assert offline_llm.stats()["requests"] == 2
     assert sorted(len(failures(r)) for r in results) == [0, 1]
